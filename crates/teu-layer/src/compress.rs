@@ -1,0 +1,262 @@
+//! Layer compression as a sequence of independently compressed segments.
+//!
+//! A gzip layer is a series of gzip members and a zstd layer a series of zstd frames; both
+//! are single valid streams for every decompressor (RFC 1952 and RFC 8878 define
+//! concatenation; Go's gzip reader, containerd, pigz and zstd all read them). Each segment
+//! is compressed alone by a single-threaded encoder, so the bytes depend only on the segment
+//! contents and the pinned encoder settings, never on the number of threads: segments are
+//! compressed in parallel and written in order.
+//!
+//! Pinned settings (part of [`crate::LAYER_FORMAT_VERSION`]):
+//! - gzip: flate2 with the zlib-rs backend, level 6 by default, input fed in fixed 64 KiB
+//!   pieces (zlib output depends on how input is split into calls), header mtime 0, OS 255
+//!   ("unknown"), no name or comment;
+//! - zstd: the reference library, level 3 by default, one frame per segment, with content
+//!   size and without checksum (the digest already covers the bytes);
+//! - none: the tar bytes themselves.
+
+use std::fmt;
+use std::io::Write;
+use std::str::FromStr;
+
+use flate2::GzBuilder;
+use teu_oci::media_type;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Compression {
+    Gzip { level: u32 },
+    Zstd { level: i32 },
+    None,
+}
+
+pub const DEFAULT_GZIP_LEVEL: u32 = 6;
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+const FEED: usize = 64 * 1024;
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression::Gzip {
+            level: DEFAULT_GZIP_LEVEL,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompressionError {
+    #[error("unknown compression {0:?} (expected gzip, zstd or none)")]
+    Unknown(String),
+    #[error("{algorithm} level {level} is out of range ({range})")]
+    Level {
+        algorithm: &'static str,
+        level: i64,
+        range: &'static str,
+    },
+}
+
+impl Compression {
+    /// `name` is `gzip`, `zstd` or `none`; `level` overrides the default.
+    pub fn new(name: &str, level: Option<i64>) -> Result<Compression, CompressionError> {
+        match name {
+            "gzip" => {
+                let level = level.unwrap_or(DEFAULT_GZIP_LEVEL as i64);
+                if !(1..=9).contains(&level) {
+                    return Err(CompressionError::Level {
+                        algorithm: "gzip",
+                        level,
+                        range: "1 to 9",
+                    });
+                }
+                Ok(Compression::Gzip {
+                    level: level as u32,
+                })
+            }
+            "zstd" => {
+                let level = level.unwrap_or(DEFAULT_ZSTD_LEVEL as i64);
+                if !(1..=19).contains(&level) {
+                    return Err(CompressionError::Level {
+                        algorithm: "zstd",
+                        level,
+                        range: "1 to 19",
+                    });
+                }
+                Ok(Compression::Zstd {
+                    level: level as i32,
+                })
+            }
+            "none" if level.is_none() => Ok(Compression::None),
+            "none" => Err(CompressionError::Level {
+                algorithm: "none",
+                level: level.unwrap_or_default(),
+                range: "no level",
+            }),
+            other => Err(CompressionError::Unknown(other.to_string())),
+        }
+    }
+
+    pub fn media_type(&self) -> &'static str {
+        match self {
+            Compression::Gzip { .. } => media_type::OCI_LAYER_GZIP,
+            Compression::Zstd { .. } => media_type::OCI_LAYER_ZSTD,
+            Compression::None => media_type::OCI_LAYER_TAR,
+        }
+    }
+
+    /// Identifies the encoder and its settings, for cache keys and `created_by`.
+    pub fn encoder_id(&self) -> String {
+        match self {
+            Compression::Gzip { level } => format!("gzip/zlib-rs/{level}"),
+            Compression::Zstd { level } => format!("zstd/libzstd-{}/{level}", zstd::zstd_safe::VERSION_NUMBER),
+            Compression::None => "none".to_string(),
+        }
+    }
+
+    /// How a layer's tar stream is cut into segments.
+    pub fn segment_policy(&self) -> Option<SegmentPolicy> {
+        match self {
+            // gzip's window is 32 KiB: 1 MiB segments lose nothing measurable.
+            Compression::Gzip { .. } => Some(SegmentPolicy {
+                min: 512 * 1024,
+                max: 2 * 1024 * 1024,
+                big_file: 1024 * 1024,
+            }),
+            // zstd matches across files: larger segments keep the ratio.
+            Compression::Zstd { .. } => Some(SegmentPolicy {
+                min: 8 * 1024 * 1024,
+                max: 16 * 1024 * 1024,
+                big_file: 16 * 1024 * 1024,
+            }),
+            Compression::None => None,
+        }
+    }
+
+    /// Compress one segment.
+    pub fn compress_segment(&self, data: &[u8]) -> Vec<u8> {
+        match *self {
+            Compression::Gzip { level } => {
+                let mut enc = GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(
+                        Vec::with_capacity(data.len() / 2 + 64),
+                        flate2::Compression::new(level),
+                    );
+                for piece in data.chunks(FEED) {
+                    enc.write_all(piece).expect("writing to a Vec");
+                }
+                enc.finish().expect("writing to a Vec")
+            }
+            Compression::Zstd { level } => {
+                let mut c = zstd::bulk::Compressor::new(level).expect("valid zstd level");
+                c.include_checksum(false).expect("zstd parameter");
+                c.include_contentsize(true).expect("zstd parameter");
+                c.include_dictid(false).expect("zstd parameter");
+                c.compress(data).expect("zstd compression of a buffer")
+            }
+            Compression::None => data.to_vec(),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Compression::Gzip { level } => write!(f, "gzip level {level}"),
+            Compression::Zstd { level } => write!(f, "zstd level {level}"),
+            Compression::None => write!(f, "uncompressed"),
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = CompressionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some((name, level)) => {
+                let level = level
+                    .parse::<i64>()
+                    .map_err(|_| CompressionError::Unknown(s.to_string()))?;
+                Compression::new(name, Some(level))
+            }
+            None => Compression::new(s, None),
+        }
+    }
+}
+
+/// Where segments are cut. Boundaries depend only on entries (their paths and sizes), so
+/// adding a file changes the segments near it and not the whole layer:
+/// - an entry whose data is at least `big_file` starts a new segment, and its data is cut
+///   every `big_file` bytes from its own start;
+/// - after an entry, the segment is cut when it holds `max` bytes, or when it holds `min`
+///   and the entry's path hashes to a cut point (one path in eight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentPolicy {
+    pub min: usize,
+    pub max: usize,
+    pub big_file: u64,
+}
+
+impl SegmentPolicy {
+    pub fn cut_after(&self, segment_len: usize, path: &[u8]) -> bool {
+        segment_len >= self.max || (segment_len >= self.min && fnv1a(path) % 8 == 0)
+    }
+}
+
+/// FNV-1a, 64 bit: fixed forever, unlike std's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn sample() -> Vec<u8> {
+        (0..300_000u32)
+            .flat_map(|i| format!("line {i} {}\n", i % 97).into_bytes())
+            .collect()
+    }
+
+    /// Golden: the encoder and its settings are pinned. A dependency update that changes
+    /// these bytes changes every digest teu produces and must be a deliberate format bump.
+    #[test]
+    fn golden_encoder_output() {
+        let data = sample();
+        let gz = Compression::new("gzip", None).unwrap().compress_segment(&data);
+        let zs = Compression::new("zstd", None).unwrap().compress_segment(&data);
+        assert_eq!(teu_oci::Digest::of(&gz).to_string(), "sha256:3e9d78763b154385c7430dfb28e4098cd8ffe4806958c86858816fba52a40d3f");
+        assert_eq!(teu_oci::Digest::of(&zs).to_string(), "sha256:59c6727ddd6ffd87fda2459cba415573ab9220ec0d6b677c34f91fbabb793f82");
+    }
+
+    #[test]
+    fn concatenated_segments_decompress_as_one_stream() {
+        let data = sample();
+        let (a, b) = data.split_at(data.len() / 3);
+        let c = Compression::default();
+        let mut gz = c.compress_segment(a);
+        gz.extend(c.compress_segment(b));
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+
+        let z = Compression::new("zstd", None).unwrap();
+        let mut zs = z.compress_segment(a);
+        zs.extend(z.compress_segment(b));
+        assert_eq!(zstd::decode_all(&zs[..]).unwrap(), data);
+    }
+
+    #[test]
+    fn levels_are_checked() {
+        assert!(Compression::new("gzip", Some(0)).is_err());
+        assert!(Compression::new("zstd", Some(22)).is_err());
+        assert!(Compression::new("lz4", None).is_err());
+        assert_eq!("zstd:5".parse::<Compression>().unwrap(), Compression::Zstd { level: 5 });
+    }
+}

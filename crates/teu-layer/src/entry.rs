@@ -1,0 +1,503 @@
+//! The entry model and [`LayerTree`], which merges entries from every source of one layer.
+//!
+//! Merging rules, chosen so a spec can never produce two different layers silently:
+//! - the same path twice with the same content and metadata is one entry;
+//! - a directory stated in the spec (`dirs`, or any entry with explicit metadata) wins over
+//!   a directory that only exists as a parent or inside a copied tree;
+//! - anything else claiming one path twice is an error naming both origins.
+
+use std::collections::btree_map::Entry as Slot;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::path::{self, PathError};
+
+/// Where an entry came from, for error messages: the spec file, line and key.
+pub type Origin = Arc<str>;
+
+/// Metadata stored in the tar header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// Permission and special bits (`0o7777`).
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+}
+
+/// The bytes of a regular file.
+#[derive(Clone, Debug)]
+pub enum Content {
+    /// A file on disk, expected to have `size` bytes when read.
+    Path { path: PathBuf, size: u64 },
+    /// A range of a spooled or uncompressed tarball.
+    Range {
+        file: Arc<File>,
+        offset: u64,
+        size: u64,
+        /// The tarball, for messages.
+        label: Arc<str>,
+    },
+    /// Bytes in memory (small generated files, tests).
+    Bytes(Arc<[u8]>),
+}
+
+impl Content {
+    pub fn size(&self) -> u64 {
+        match self {
+            Content::Path { size, .. } | Content::Range { size, .. } => *size,
+            Content::Bytes(b) => b.len() as u64,
+        }
+    }
+
+    /// Where the bytes are, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Content::Path { path, .. } => path.display().to_string(),
+            Content::Range { label, offset, .. } => format!("{label} at offset {offset}"),
+            Content::Bytes(_) => "generated content".to_string(),
+        }
+    }
+
+    /// Open a reader over exactly `size()` bytes. Reading more or fewer bytes than promised
+    /// is an error at the reader (a file changed while the layer was built).
+    pub fn open(&self) -> io::Result<Box<dyn Read + Send + '_>> {
+        Ok(match self {
+            Content::Path { path, .. } => Box::new(File::open(path)?),
+            Content::Range {
+                file, offset, size, ..
+            } => Box::new(RangeReader {
+                file,
+                pos: *offset,
+                end: offset + size,
+            }),
+            Content::Bytes(b) => Box::new(&b[..]),
+        })
+    }
+
+    fn same_bytes(&self, other: &Content) -> io::Result<bool> {
+        if self.size() != other.size() {
+            return Ok(false);
+        }
+        if let (Content::Path { path: a, .. }, Content::Path { path: b, .. }) = (self, other) {
+            if a == b {
+                return Ok(true);
+            }
+        }
+        let (mut a, mut b) = (self.open()?, other.open()?);
+        let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+        loop {
+            let n = read_full(&mut a, &mut ba)?;
+            let m = read_full(&mut b, &mut bb)?;
+            if n != m || ba[..n] != bb[..m] {
+                return Ok(false);
+            }
+            if n == 0 {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+struct RangeReader<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for RangeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min((self.end - self.pos) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// What an entry is.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    File(Content),
+    Dir,
+    Symlink(Vec<u8>),
+    /// A hard link to another path of the same layer.
+    Hardlink(Vec<u8>),
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
+    Fifo,
+}
+
+impl Kind {
+    fn name(&self) -> &'static str {
+        match self {
+            Kind::File(_) => "file",
+            Kind::Dir => "directory",
+            Kind::Symlink(_) => "symlink",
+            Kind::Hardlink(_) => "hard link",
+            Kind::CharDevice { .. } => "character device",
+            Kind::BlockDevice { .. } => "block device",
+            Kind::Fifo => "fifo",
+        }
+    }
+}
+
+/// How strongly an entry's metadata was asked for; decides merges of directories.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// A parent directory added because a child exists.
+    Parent,
+    /// A directory found inside a copied tree or a tarball.
+    Tree,
+    /// An entry the spec names itself.
+    Explicit,
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Layer path (see [`crate::path`]).
+    pub path: Vec<u8>,
+    pub kind: Kind,
+    pub meta: Meta,
+    pub priority: Priority,
+    pub origin: Origin,
+    /// `(device, inode)` of the source file when it has more than one link, so that later
+    /// paths of the same inode become hard links to the first.
+    pub inode: Option<(u64, u64)>,
+}
+
+/// Defaults for metadata the spec does not set.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    pub mtime: u64,
+}
+
+impl Defaults {
+    /// `SOURCE_DATE_EPOCH` when set (and valid), else 0.
+    pub fn from_env() -> Result<Defaults, String> {
+        match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse::<u64>()
+                .map(|mtime| Defaults { mtime })
+                .map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds")),
+            _ => Ok(Defaults { mtime: 0 }),
+        }
+    }
+
+    pub fn dir(&self) -> Meta {
+        Meta {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: self.mtime,
+        }
+    }
+}
+
+/// Normalized permission bits: files 0644, or 0755 when the owner may execute; directories
+/// 0755; symlinks 0777. Special bits are dropped; only an explicit mode sets them.
+pub fn normalized_mode(kind: &Kind, source_mode: u32) -> u32 {
+    match kind {
+        Kind::Dir => 0o755,
+        Kind::Symlink(_) => 0o777,
+        _ if source_mode & 0o100 != 0 => 0o755,
+        _ => 0o644,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("{origin}: {source}")]
+    Path {
+        origin: Origin,
+        #[source]
+        source: PathError,
+    },
+    #[error("{path} is claimed twice with different content or metadata: as a {first_kind} by {first} and as a {second_kind} by {second}")]
+    Conflict {
+        path: String,
+        first: Origin,
+        first_kind: &'static str,
+        second: Origin,
+        second_kind: &'static str,
+    },
+    #[error("{origin}: {path} must be a directory, because {child} is inside it, but it is a {kind}")]
+    NotADirectory {
+        origin: Origin,
+        path: String,
+        child: String,
+        kind: &'static str,
+    },
+    #[error("{origin}: {message}")]
+    Source { origin: Origin, message: String },
+    #[error("{origin}: {path}: {source}")]
+    Io {
+        origin: Origin,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The entries of one layer, keyed and sorted by path bytes.
+#[derive(Default)]
+pub struct LayerTree {
+    entries: BTreeMap<Vec<u8>, Entry>,
+}
+
+impl LayerTree {
+    pub fn new() -> LayerTree {
+        LayerTree::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Add an entry, merging with an existing one at the same path (see the module doc).
+    pub fn insert(&mut self, entry: Entry) -> Result<(), LayerError> {
+        match self.entries.entry(entry.path.clone()) {
+            Slot::Vacant(v) => {
+                v.insert(entry);
+                Ok(())
+            }
+            Slot::Occupied(mut o) => {
+                let old = o.get();
+                if let (Kind::Dir, Kind::Dir) = (&old.kind, &entry.kind) {
+                    if old.meta == entry.meta || entry.priority < old.priority {
+                        return Ok(());
+                    }
+                    if entry.priority > old.priority {
+                        o.insert(entry);
+                        return Ok(());
+                    }
+                } else if same_entry(old, &entry).map_err(|source| LayerError::Io {
+                    origin: entry.origin.clone(),
+                    path: path::display(&entry.path),
+                    source,
+                })? {
+                    return Ok(());
+                }
+                Err(LayerError::Conflict {
+                    path: path::display(&entry.path),
+                    first: old.origin.clone(),
+                    first_kind: old.kind.name(),
+                    second: entry.origin,
+                    second_kind: entry.kind.name(),
+                })
+            }
+        }
+    }
+
+    /// Add a whiteout that deletes `target` (a path of a lower layer).
+    pub fn whiteout(&mut self, target: &[u8], defaults: &Defaults, origin: Origin) -> Result<(), LayerError> {
+        let target = path::normalize(target).map_err(|source| LayerError::Path {
+            origin: origin.clone(),
+            source,
+        })?;
+        let mut name = b".wh.".to_vec();
+        name.extend_from_slice(path::file_name(&target));
+        let wh = match path::parent(&target) {
+            Some(dir) => path::join(dir, &name),
+            None => name,
+        };
+        self.insert(Entry {
+            path: wh,
+            kind: Kind::File(Content::Bytes(Arc::from(&b""[..]))),
+            meta: Meta {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: defaults.mtime,
+            },
+            priority: Priority::Explicit,
+            origin,
+            inode: None,
+        })
+    }
+
+    /// Add missing parent directories, turn repeated inodes into hard links, and return the
+    /// entries in path-byte order.
+    pub fn finish(mut self, defaults: &Defaults) -> Result<Vec<Entry>, LayerError> {
+        let mut parents: Vec<(Vec<u8>, Origin)> = Vec::new();
+        for (p, e) in &self.entries {
+            let mut cur = path::parent(p);
+            while let Some(dir) = cur {
+                parents.push((dir.to_vec(), e.origin.clone()));
+                cur = path::parent(dir);
+            }
+        }
+        for (dir, origin) in parents {
+            match self.entries.get(&dir) {
+                Some(Entry {
+                    kind: Kind::Dir, ..
+                }) => {}
+                Some(other) => {
+                    return Err(LayerError::NotADirectory {
+                        origin: other.origin.clone(),
+                        path: path::display(&dir),
+                        child: format!("an entry from {origin}"),
+                        kind: other.kind.name(),
+                    })
+                }
+                None => {
+                    self.entries.insert(
+                        dir.clone(),
+                        Entry {
+                            path: dir,
+                            kind: Kind::Dir,
+                            meta: defaults.dir(),
+                            priority: Priority::Parent,
+                            origin,
+                            inode: None,
+                        },
+                    );
+                }
+            }
+        }
+        let mut first_of_inode: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+        let mut out = Vec::with_capacity(self.entries.len());
+        for (p, mut e) in self.entries {
+            if let (Some(ino), Kind::File(_)) = (e.inode, &e.kind) {
+                match first_of_inode.get(&ino) {
+                    Some(first) => e.kind = Kind::Hardlink(first.clone()),
+                    None => {
+                        first_of_inode.insert(ino, p.clone());
+                    }
+                }
+            }
+            out.push(e);
+        }
+        Ok(out)
+    }
+}
+
+fn same_entry(a: &Entry, b: &Entry) -> io::Result<bool> {
+    if a.meta != b.meta {
+        return Ok(false);
+    }
+    Ok(match (&a.kind, &b.kind) {
+        (Kind::File(x), Kind::File(y)) => x.same_bytes(y)?,
+        (Kind::Symlink(x), Kind::Symlink(y)) | (Kind::Hardlink(x), Kind::Hardlink(y)) => x == y,
+        (Kind::Fifo, Kind::Fifo) => true,
+        (
+            Kind::CharDevice { major, minor },
+            Kind::CharDevice {
+                major: m2,
+                minor: n2,
+            },
+        )
+        | (
+            Kind::BlockDevice { major, minor },
+            Kind::BlockDevice {
+                major: m2,
+                minor: n2,
+            },
+        ) => major == m2 && minor == n2,
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, bytes: &[u8], origin: &str) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind: Kind::File(Content::Bytes(Arc::from(bytes))),
+            meta: Meta { mode: 0o644, uid: 0, gid: 0, mtime: 0 },
+            priority: Priority::Explicit,
+            origin: Arc::from(origin),
+            inode: None,
+        }
+    }
+
+    #[test]
+    fn parents_are_added_once_and_sorted() {
+        let mut t = LayerTree::new();
+        t.insert(file("a/b/c", b"1", "x")).unwrap();
+        t.insert(file("a/b.txt", b"2", "x")).unwrap();
+        let paths: Vec<String> = t
+            .finish(&Defaults { mtime: 0 })
+            .unwrap()
+            .iter()
+            .map(|e| String::from_utf8(e.path.clone()).unwrap())
+            .collect();
+        assert_eq!(paths, ["a", "a/b", "a/b.txt", "a/b/c"]);
+    }
+
+    #[test]
+    fn same_content_twice_is_fine_different_content_is_a_conflict() {
+        let mut t = LayerTree::new();
+        t.insert(file("a", b"same", "first")).unwrap();
+        t.insert(file("a", b"same", "second")).unwrap();
+        let err = t.insert(file("a", b"other", "third")).unwrap_err().to_string();
+        assert!(err.contains("/a") && err.contains("first") && err.contains("third"), "{err}");
+    }
+
+    #[test]
+    fn explicit_directory_wins_over_parent() {
+        let mut t = LayerTree::new();
+        t.insert(file("d/f", b"", "f")).unwrap();
+        let mut d = file("d", b"", "dirs");
+        d.kind = Kind::Dir;
+        d.meta.mode = 0o700;
+        t.insert(d).unwrap();
+        let out = t.finish(&Defaults { mtime: 0 }).unwrap();
+        assert_eq!(out[0].meta.mode, 0o700);
+    }
+
+    #[test]
+    fn a_file_cannot_be_a_parent() {
+        let mut t = LayerTree::new();
+        t.insert(file("a", b"", "f1")).unwrap();
+        t.insert(file("a/b", b"", "f2")).unwrap();
+        let err = t.finish(&Defaults { mtime: 0 }).unwrap_err().to_string();
+        assert!(err.contains("must be a directory"), "{err}");
+    }
+
+    #[test]
+    fn repeated_inodes_become_hard_links_to_the_first_path() {
+        let mut t = LayerTree::new();
+        let mut a = file("z", b"x", "o");
+        a.inode = Some((1, 2));
+        let mut b = file("b", b"x", "o");
+        b.inode = Some((1, 2));
+        t.insert(a).unwrap();
+        t.insert(b).unwrap();
+        let out = t.finish(&Defaults { mtime: 0 }).unwrap();
+        assert!(matches!(out[0].kind, Kind::File(_)));
+        assert!(matches!(&out[1].kind, Kind::Hardlink(t) if t == b"b"));
+    }
+
+    #[test]
+    fn whiteouts_are_named_for_their_target() {
+        let mut t = LayerTree::new();
+        t.whiteout(b"/etc/motd", &Defaults { mtime: 0 }, Arc::from("r")).unwrap();
+        let out = t.finish(&Defaults { mtime: 0 }).unwrap();
+        assert_eq!(out[1].path, b"etc/.wh.motd");
+    }
+}

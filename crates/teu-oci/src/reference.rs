@@ -1,0 +1,368 @@
+//! Image references with skopeo-style transports:
+//! `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:NAME:TAG]`,
+//! `docker://HOST/REPO[:TAG|@DIGEST]`, a bare `HOST/REPO:TAG`, and `scratch`.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::Digest;
+
+/// Where an image lives (or is to be written).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reference {
+    /// The empty base image.
+    Scratch,
+    /// An OCI image layout directory, with an optional tag (`ref.name`).
+    Layout { path: PathBuf, tag: Option<String> },
+    /// A tar archive of an OCI image layout.
+    OciArchive { path: PathBuf, tag: Option<String> },
+    /// A `docker save` archive, with an optional `NAME:TAG` for `RepoTags`.
+    DockerArchive {
+        path: PathBuf,
+        name: Option<RegistryRef>,
+    },
+    /// An image in a registry.
+    Registry(RegistryRef),
+}
+
+/// The transport part of a reference, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Scratch,
+    Oci,
+    OciArchive,
+    DockerArchive,
+    Docker,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("reference {0:?} is empty after its transport (expected for example oci:./out:latest)")]
+    EmptyPath(String),
+    #[error("reference {input:?}: {why}")]
+    Invalid { input: String, why: String },
+}
+
+fn invalid(input: &str, why: impl Into<String>) -> ReferenceError {
+    ReferenceError::Invalid {
+        input: input.to_string(),
+        why: why.into(),
+    }
+}
+
+impl Reference {
+    pub fn transport(&self) -> Transport {
+        match self {
+            Reference::Scratch => Transport::Scratch,
+            Reference::Layout { .. } => Transport::Oci,
+            Reference::OciArchive { .. } => Transport::OciArchive,
+            Reference::DockerArchive { .. } => Transport::DockerArchive,
+            Reference::Registry(_) => Transport::Docker,
+        }
+    }
+}
+
+fn path_and_tag(input: &str, rest: &str) -> Result<(PathBuf, Option<String>), ReferenceError> {
+    let (path, tag) = match rest.split_once(':') {
+        Some((p, t)) => (p, Some(t)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(ReferenceError::EmptyPath(input.to_string()));
+    }
+    if let Some(t) = tag {
+        validate_layout_tag(input, t)?;
+    }
+    Ok((PathBuf::from(path), tag.map(str::to_string)))
+}
+
+/// Layout tags are `ref.name` annotations; teu restricts them to what a registry tag or a
+/// full reference can hold, so a tag written to a layout can be pushed later.
+fn validate_layout_tag(input: &str, tag: &str) -> Result<(), ReferenceError> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 255
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-:/@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            input,
+            format!("tag {tag:?} may only hold letters, digits and ._-:/@"),
+        ))
+    }
+}
+
+impl FromStr for Reference {
+    type Err = ReferenceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "scratch" {
+            return Ok(Reference::Scratch);
+        }
+        if let Some(rest) = s.strip_prefix("oci:") {
+            let (path, tag) = path_and_tag(s, rest)?;
+            return Ok(Reference::Layout { path, tag });
+        }
+        if let Some(rest) = s.strip_prefix("oci-archive:") {
+            let (path, tag) = path_and_tag(s, rest)?;
+            return Ok(Reference::OciArchive { path, tag });
+        }
+        if let Some(rest) = s.strip_prefix("docker-archive:") {
+            let (path, name) = match rest.split_once(':') {
+                Some((p, n)) => (p, Some(n.parse::<RegistryRef>()?)),
+                None => (rest, None),
+            };
+            if path.is_empty() {
+                return Err(ReferenceError::EmptyPath(s.to_string()));
+            }
+            if let Some(n) = &name {
+                if n.digest.is_some() {
+                    return Err(invalid(s, "a docker-archive name takes a tag, not a digest"));
+                }
+            }
+            return Ok(Reference::DockerArchive {
+                path: PathBuf::from(path),
+                name,
+            });
+        }
+        if let Some(rest) = s.strip_prefix("docker://") {
+            return Ok(Reference::Registry(rest.parse()?));
+        }
+        if let Some((transport, _)) = s.split_once(':') {
+            // `host:port/repo` is a registry reference; `word:rest` with no slash before
+            // the colon and an unknown word is a mistyped transport.
+            let looks_like_transport = !transport.contains('/')
+                && !transport.contains('.')
+                && transport != "localhost"
+                && s[transport.len() + 1..].contains('/');
+            if looks_like_transport && !transport.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid(
+                    s,
+                    format!(
+                        "unknown transport {transport:?} (known: oci:, oci-archive:, docker-archive:, docker://)"
+                    ),
+                ));
+            }
+        }
+        Ok(Reference::Registry(s.parse()?))
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::Scratch => write!(f, "scratch"),
+            Reference::Layout { path, tag } => {
+                write!(f, "oci:{}", path.display())?;
+                tag.iter().try_for_each(|t| write!(f, ":{t}"))
+            }
+            Reference::OciArchive { path, tag } => {
+                write!(f, "oci-archive:{}", path.display())?;
+                tag.iter().try_for_each(|t| write!(f, ":{t}"))
+            }
+            Reference::DockerArchive { path, name } => {
+                write!(f, "docker-archive:{}", path.display())?;
+                name.iter().try_for_each(|n| write!(f, ":{n}"))
+            }
+            Reference::Registry(r) => write!(f, "docker://{r}"),
+        }
+    }
+}
+
+/// A registry reference, normalized as Docker does: `alpine` is
+/// `docker.io/library/alpine:latest`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RegistryRef {
+    pub registry: String,
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<Digest>,
+}
+
+pub const DOCKER_HUB: &str = "docker.io";
+
+impl RegistryRef {
+    /// The tag, or `latest` when neither tag nor digest was given.
+    pub fn tag_or_latest(&self) -> Option<&str> {
+        match (&self.tag, &self.digest) {
+            (Some(t), _) => Some(t),
+            (None, Some(_)) => None,
+            (None, None) => Some("latest"),
+        }
+    }
+
+    /// `registry/repository`, without tag or digest.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// Docker's familiar short form (`alpine:3.20` for `docker.io/library/alpine:3.20`).
+    pub fn familiar(&self) -> String {
+        let mut name = if self.registry == DOCKER_HUB {
+            self.repository
+                .strip_prefix("library/")
+                .unwrap_or(&self.repository)
+                .to_string()
+        } else {
+            self.name()
+        };
+        if let Some(t) = self.tag_or_latest() {
+            name.push(':');
+            name.push_str(t);
+        }
+        name
+    }
+}
+
+impl FromStr for RegistryRef {
+    type Err = ReferenceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() {
+            return Err(invalid(s, "empty image reference"));
+        }
+        let (name_tag, digest) = match s.split_once('@') {
+            Some((n, d)) => (
+                n,
+                Some(
+                    d.parse::<Digest>()
+                        .map_err(|e| invalid(s, e.to_string()))?,
+                ),
+            ),
+            None => (s, None),
+        };
+        let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match name_tag[last_slash..].rfind(':') {
+            Some(i) => (
+                &name_tag[..last_slash + i],
+                Some(&name_tag[last_slash + i + 1..]),
+            ),
+            None => (name_tag, None),
+        };
+        if let Some(t) = tag {
+            let valid = !t.is_empty()
+                && t.len() <= 128
+                && t.bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !valid {
+                return Err(invalid(s, format!("tag {t:?} is not a valid tag ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})")));
+            }
+        }
+        let (registry, repository) = match name.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                (first.to_string(), rest.to_string())
+            }
+            _ => (DOCKER_HUB.to_string(), name.to_string()),
+        };
+        let registry = match registry.as_str() {
+            "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+            _ => registry,
+        };
+        let repository = if registry == DOCKER_HUB && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository
+        };
+        let component_ok = |c: &str| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && c.as_bytes()[0].is_ascii_alphanumeric()
+                && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
+        };
+        if !repository.split('/').all(component_ok) {
+            return Err(invalid(
+                s,
+                format!("repository {repository:?} must be lowercase path components of [a-z0-9._-]"),
+            ));
+        }
+        Ok(RegistryRef {
+            registry,
+            repository,
+            tag: tag.map(str::to_string),
+            digest,
+        })
+    }
+}
+
+impl fmt::Display for RegistryRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(s: &str) -> RegistryRef {
+        match s.parse::<Reference>().unwrap() {
+            Reference::Registry(r) => r,
+            other => panic!("{s} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn docker_hub_short_names_expand() {
+        let r = reg("alpine");
+        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("docker.io", "library/alpine"));
+        assert_eq!(r.tag_or_latest(), Some("latest"));
+        assert_eq!(reg("library/alpine:3.20").to_string(), "docker.io/library/alpine:3.20");
+        assert_eq!(reg("docker.io/foo/bar").repository, "foo/bar");
+        assert_eq!(reg("index.docker.io/library/alpine").registry, "docker.io");
+        assert_eq!(reg("user/app:1").familiar(), "user/app:1");
+    }
+
+    #[test]
+    fn registries_with_ports_and_digests() {
+        let r = reg("localhost:5000/team/app:v1");
+        assert_eq!(r.registry, "localhost:5000");
+        assert_eq!(r.repository, "team/app");
+        assert_eq!(r.tag.as_deref(), Some("v1"));
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let r = reg(&format!("docker://127.0.0.1:5000/app@{d}"));
+        assert_eq!(r.digest.as_ref().unwrap().to_string(), d);
+        assert_eq!(r.tag_or_latest(), None);
+    }
+
+    #[test]
+    fn transports() {
+        assert_eq!(
+            "oci:out:v1".parse::<Reference>().unwrap(),
+            Reference::Layout { path: "out".into(), tag: Some("v1".into()) }
+        );
+        assert_eq!(
+            "oci-archive:/tmp/a.tar".parse::<Reference>().unwrap(),
+            Reference::OciArchive { path: "/tmp/a.tar".into(), tag: None }
+        );
+        match "docker-archive:img.tar:app:1".parse::<Reference>().unwrap() {
+            Reference::DockerArchive { path, name } => {
+                assert_eq!(path, PathBuf::from("img.tar"));
+                assert_eq!(name.unwrap().familiar(), "app:1");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!("scratch".parse::<Reference>().unwrap(), Reference::Scratch);
+    }
+
+    #[test]
+    fn bad_references_are_refused() {
+        for bad in ["oci:", "Upper/Case", "docker://", "app:bad tag", "ocix:dir/x", "oci:d:bad tag"] {
+            assert!(bad.parse::<Reference>().is_err(), "{bad} should not parse");
+        }
+    }
+}

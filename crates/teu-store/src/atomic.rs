@@ -1,0 +1,100 @@
+//! Write a file or a directory under a temporary name and rename it into place, so a
+//! failure leaves either the old content or the new, never half of it.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// A file being written next to its final path.
+pub struct AtomicFile {
+    dest: PathBuf,
+    tmp: tempfile::NamedTempFile,
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+impl AtomicFile {
+    pub fn create(dest: impl Into<PathBuf>) -> io::Result<AtomicFile> {
+        let dest = dest.into();
+        let dir = parent_of(&dest);
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.tmp-"))
+            .tempfile_in(dir)?;
+        Ok(AtomicFile { dest, tmp })
+    }
+
+    pub fn file(&mut self) -> &mut fs::File {
+        self.tmp.as_file_mut()
+    }
+
+    /// Fsync and rename into place.
+    pub fn commit(self) -> io::Result<()> {
+        self.tmp.as_file().sync_all()?;
+        self.tmp.persist(&self.dest).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tmp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tmp.flush()
+    }
+}
+
+/// Write `bytes` to `dest` atomically.
+pub fn write_file(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = AtomicFile::create(dest)?;
+    f.write_all(bytes)?;
+    f.commit()
+}
+
+/// A directory being built under a temporary name beside `dest`; removed when dropped
+/// uncommitted.
+pub struct AtomicDir {
+    dest: PathBuf,
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl AtomicDir {
+    pub fn create(dest: impl Into<PathBuf>) -> io::Result<AtomicDir> {
+        let dest = dest.into();
+        let dir = parent_of(&dest);
+        fs::create_dir_all(dir)?;
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.tmp-"))
+            .tempdir_in(dir)?;
+        Ok(AtomicDir {
+            dest,
+            tmp: Some(tmp),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.as_ref().expect("not yet committed").path()
+    }
+
+    /// Rename into place. Fails if `dest` appeared meanwhile and is not an empty directory.
+    pub fn commit(mut self) -> io::Result<()> {
+        let tmp = self.tmp.take().expect("committed once");
+        let path = tmp.keep();
+        fs::rename(&path, &self.dest).inspect_err(|_| {
+            let _ = fs::remove_dir_all(&path);
+        })
+    }
+}
