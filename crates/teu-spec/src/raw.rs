@@ -1,0 +1,427 @@
+//! The serde shape of `teu.toml` and its conversion into a validated [`Spec`].
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use teu_layer::Compression;
+use teu_oci::{Platform, Reference};
+use toml::Spanned;
+
+use crate::{check_dest, exclude_set, parse_mode, ConfigSpec, Item, LayerSpec, MetaOverride, Spec, SpecError};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    image: Image,
+    #[serde(default)]
+    config: Config,
+    #[serde(default, rename = "layer")]
+    layers: Vec<Layer>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Image {
+    base: Option<Spanned<String>>,
+    compression: Option<Spanned<String>>,
+    compression_level: Option<Spanned<i64>>,
+    platform: Option<Spanned<String>>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, String>,
+    workdir: Option<String>,
+    user: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    exposed_ports: Vec<Spanned<String>>,
+    #[serde(default)]
+    volumes: Vec<String>,
+    stop_signal: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Layer {
+    name: Option<String>,
+    compression: Option<Spanned<String>>,
+    compression_level: Option<Spanned<i64>>,
+    #[serde(default)]
+    copy: Vec<Spanned<Copy>>,
+    #[serde(default)]
+    symlinks: Vec<Spanned<Symlink>>,
+    #[serde(default)]
+    dirs: Vec<Spanned<Dir>>,
+    #[serde(default)]
+    tars: Vec<Spanned<Tar>>,
+    #[serde(default)]
+    remove: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Copy {
+    src: Spanned<String>,
+    dest: Spanned<String>,
+    mode: Option<Spanned<String>>,
+    uid: Option<u64>,
+    gid: Option<u64>,
+    mtime: Option<u64>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    follow_symlinks: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Symlink {
+    path: Spanned<String>,
+    target: String,
+    uid: Option<u64>,
+    gid: Option<u64>,
+    mtime: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Dir {
+    path: Spanned<String>,
+    mode: Option<Spanned<String>>,
+    uid: Option<u64>,
+    gid: Option<u64>,
+    mtime: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tar {
+    src: Spanned<String>,
+    dest: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    normalize: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    label: &'a str,
+}
+
+impl Ctx<'_> {
+    fn at(&self, span: Range<usize>) -> String {
+        let before = &self.text[..span.start.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("{}:{line}:{col}", self.label)
+    }
+
+    fn err(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> SpecError {
+        SpecError {
+            at: self.at(span),
+            key: Some(key.into()),
+            message: message.into(),
+        }
+    }
+
+    fn origin(&self, span: Range<usize>, key: &str) -> teu_layer::Origin {
+        Arc::from(format!("{}: {key}", self.at(span)))
+    }
+
+    fn mode(&self, m: &Option<Spanned<String>>, key: &str) -> Result<Option<u32>, SpecError> {
+        m.as_ref()
+            .map(|m| parse_mode(m.get_ref()).map_err(|e| self.err(m.span(), format!("{key}.mode"), e)))
+            .transpose()
+    }
+
+    fn dest(&self, d: &Spanned<String>, key: &str, allow_root: bool) -> Result<String, SpecError> {
+        check_dest(d.get_ref(), allow_root).map_err(|e| self.err(d.span(), key, e))?;
+        Ok(d.get_ref().clone())
+    }
+
+    fn compression(
+        &self,
+        name: &Option<Spanned<String>>,
+        level: &Option<Spanned<i64>>,
+        key: &str,
+    ) -> Result<Option<Compression>, SpecError> {
+        match (name, level) {
+            (None, None) => Ok(None),
+            (name, level) => {
+                let n = name.as_ref().map_or("gzip", |n| n.get_ref().as_str());
+                let span = name
+                    .as_ref()
+                    .map(|n| n.span())
+                    .or_else(|| level.as_ref().map(|l| l.span()))
+                    .unwrap_or(0..0);
+                Compression::new(n, level.as_ref().map(|l| *l.get_ref()))
+                    .map(Some)
+                    .map_err(|e| self.err(span, format!("{key}.compression"), e.to_string()))
+            }
+        }
+    }
+}
+
+pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecError> {
+    let cx = Ctx { text, label };
+    let file: File = toml::from_str(text).map_err(|e| SpecError {
+        at: cx.at(e.span().unwrap_or(0..0)),
+        key: None,
+        message: e.message().trim_end().to_string(),
+    })?;
+
+    let mut spec = Spec::empty(dir, label);
+    if let Some(base) = &file.image.base {
+        let r: Reference = base
+            .get_ref()
+            .parse()
+            .map_err(|e: teu_oci::ReferenceError| cx.err(base.span(), "image.base", e.to_string()))?;
+        spec.base = Some((r, cx.origin(base.span(), "image.base")));
+    }
+    spec.compression = cx
+        .compression(&file.image.compression, &file.image.compression_level, "image")?
+        .unwrap_or_default();
+    if let Some(p) = &file.image.platform {
+        let platform: Platform = p
+            .get_ref()
+            .parse()
+            .map_err(|e: teu_oci::PlatformError| cx.err(p.span(), "image.platform", e.to_string()))?;
+        spec.platform = Some(platform);
+    }
+    spec.annotations = file.image.annotations;
+
+    let c = file.config;
+    let mut env = BTreeMap::new();
+    for (k, v) in c.env {
+        if k.get_ref().is_empty() || k.get_ref().contains('=') {
+            return Err(cx.err(k.span(), "config.env", format!("variable name {:?} may not be empty or contain '='", k.get_ref())));
+        }
+        env.insert(k.into_inner(), v);
+    }
+    let mut exposed_ports = Vec::new();
+    for p in c.exposed_ports {
+        check_port(p.get_ref()).map_err(|e| cx.err(p.span(), "config.exposed_ports", e))?;
+        exposed_ports.push(p.into_inner());
+    }
+    spec.config = ConfigSpec {
+        entrypoint: c.entrypoint,
+        cmd: c.cmd,
+        env,
+        workdir: c.workdir,
+        user: c.user,
+        labels: c.labels,
+        exposed_ports,
+        volumes: c.volumes,
+        stop_signal: c.stop_signal,
+    };
+
+    for (li, layer) in file.layers.into_iter().enumerate() {
+        let lk = format!("layer[{li}]");
+        let name = layer.name.clone().unwrap_or_else(|| format!("layer-{li}"));
+        let compression = cx.compression(&layer.compression, &layer.compression_level, &lk)?;
+        let mut items = Vec::new();
+        let mut first_span = None;
+        for (i, c) in layer.copy.into_iter().enumerate() {
+            let key = format!("{lk}.copy[{i}]");
+            let span = c.span();
+            first_span.get_or_insert(span.clone());
+            let c = c.into_inner();
+            let exclude = exclude_set(&c.exclude).map_err(|e| cx.err(span.clone(), format!("{key}.exclude"), e))?;
+            items.push(Item::Copy {
+                src: teu_layer::source::resolve(dir, c.src.get_ref()),
+                dest: cx.dest(&c.dest, &format!("{key}.dest"), true)?,
+                meta: MetaOverride {
+                    mode: cx.mode(&c.mode, &key)?,
+                    uid: c.uid,
+                    gid: c.gid,
+                    mtime: c.mtime,
+                },
+                exclude,
+                follow_symlinks: c.follow_symlinks,
+                origin: cx.origin(c.src.span(), &format!("{key}.src ({:?})", c.src.get_ref())),
+            });
+        }
+        for (i, s) in layer.symlinks.into_iter().enumerate() {
+            let key = format!("{lk}.symlinks[{i}]");
+            first_span.get_or_insert(s.span());
+            let s = s.into_inner();
+            if s.target.is_empty() {
+                return Err(cx.err(s.path.span(), format!("{key}.target"), "a symlink needs a non-empty target"));
+            }
+            items.push(Item::Symlink {
+                path: cx.dest(&s.path, &format!("{key}.path"), false)?,
+                target: s.target,
+                meta: MetaOverride { mode: None, uid: s.uid, gid: s.gid, mtime: s.mtime },
+                origin: cx.origin(s.path.span(), &format!("{key}.path")),
+            });
+        }
+        for (i, d) in layer.dirs.into_iter().enumerate() {
+            let key = format!("{lk}.dirs[{i}]");
+            first_span.get_or_insert(d.span());
+            let d = d.into_inner();
+            items.push(Item::Dir {
+                path: cx.dest(&d.path, &format!("{key}.path"), false)?,
+                meta: MetaOverride { mode: cx.mode(&d.mode, &key)?, uid: d.uid, gid: d.gid, mtime: d.mtime },
+                origin: cx.origin(d.path.span(), &format!("{key}.path")),
+            });
+        }
+        for (i, t) in layer.tars.into_iter().enumerate() {
+            let key = format!("{lk}.tars[{i}]");
+            first_span.get_or_insert(t.span());
+            let t = t.into_inner();
+            let dest = match &t.dest {
+                Some(d) => cx.dest(d, &format!("{key}.dest"), true)?,
+                None => "/".to_string(),
+            };
+            items.push(Item::Tar {
+                src: teu_layer::source::resolve(dir, t.src.get_ref()),
+                dest,
+                normalize: t.normalize,
+                origin: cx.origin(t.src.span(), &format!("{key}.src ({:?})", t.src.get_ref())),
+            });
+        }
+        for (i, r) in layer.remove.into_iter().enumerate() {
+            let key = format!("{lk}.remove[{i}]");
+            first_span.get_or_insert(r.span());
+            items.push(Item::Remove {
+                path: cx.dest(&r, &key, false)?,
+                origin: cx.origin(r.span(), &key),
+            });
+        }
+        let raw_tars = items.iter().filter(|i| matches!(i, Item::Tar { normalize: false, .. })).count();
+        if raw_tars > 0 && items.len() > 1 {
+            let at = items.iter().find(|i| matches!(i, Item::Tar { normalize: false, .. })).map(|i| i.origin().clone());
+            return Err(SpecError {
+                at: at.map(|o| o.to_string()).unwrap_or_else(|| label.to_string()),
+                key: None,
+                message: "a tarball with normalize = false is used byte for byte as its layer, so it must be the layer's only content; put the other entries in another [[layer]]".into(),
+            });
+        }
+        spec.layers.push(LayerSpec {
+            name,
+            compression,
+            items,
+            origin: cx.origin(first_span.unwrap_or(0..0), &lk),
+        });
+    }
+    Ok(spec)
+}
+
+/// `8080`, `8080/tcp`, `53/udp`, `132/sctp`.
+pub fn check_port(p: &str) -> Result<(), String> {
+    let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+    let ok = port.parse::<u16>().is_ok_and(|n| n > 0) && matches!(proto, "tcp" | "udp" | "sctp");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("port {p:?} is not of the form PORT[/tcp|udp|sctp]"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[image]
+base = "scratch"            # or "oci:DIR[:TAG]"
+compression = "gzip"       # "gzip" (default) | "zstd" | "none"
+
+[config]
+entrypoint = ["/app/bin/hello"]
+cmd = ["--port", "8080"]
+env = { GREETING = "hi" }
+workdir = "/app"
+user = "65532:65532"
+labels = { "org.opencontainers.image.source" = "https://example.com/repo" }
+exposed_ports = ["8080/tcp"]
+volumes = ["/data"]
+stop_signal = "SIGTERM"
+
+[[layer]]
+name = "app"
+copy = [
+  { src = "bin/hello", dest = "/app/bin/hello", mode = "0755" },
+  { src = "static/", dest = "/app/static/", exclude = ["*.map"] },
+]
+symlinks = [{ path = "/usr/local/bin/hello", target = "/app/bin/hello" }]
+dirs = [{ path = "/var/cache/app", mode = "0700", uid = 65532, gid = 65532 }]
+tars = [{ src = "vendor.tar.gz", dest = "/" }]
+remove = ["/etc/motd"]      # whiteouts for paths of the base
+"#;
+
+    fn parse_err(text: &str) -> String {
+        parse(text, "teu.toml", Path::new("/spec")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_issue_example_parses_unchanged() {
+        let spec = parse(EXAMPLE, "teu.toml", Path::new("/spec")).unwrap();
+        assert_eq!(spec.base.as_ref().unwrap().0, Reference::Scratch);
+        assert_eq!(spec.config.env["GREETING"], "hi");
+        assert_eq!(spec.layers.len(), 1);
+        assert_eq!(spec.layers[0].items.len(), 6);
+        match &spec.layers[0].items[0] {
+            Item::Copy { src, meta, origin, .. } => {
+                assert_eq!(src, Path::new("/spec/bin/hello"));
+                assert_eq!(meta.mode, Some(0o755));
+                assert!(origin.starts_with("teu.toml:20:11: layer[0].copy[0].src"), "{origin}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let e = parse_err("[image]\nbase = \"scratch\"\ncompresion = \"zstd\"\n");
+        assert!(e.starts_with("teu.toml:3:1: "), "{e}");
+        assert!(e.contains("unknown field `compresion`"), "{e}");
+        let e = parse_err("[[layer]]\ncopy = [{ src = \"a\", dest = \"/a\", mdoe = \"0644\" }]\n");
+        assert!(e.contains("teu.toml:2:") && e.contains("mdoe"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_file_line_and_key() {
+        let e = parse_err("[[layer]]\ncopy = [{ src = \"a\", dest = \"/a\", mode = \"0999\" }]\n");
+        assert!(e.starts_with("teu.toml:2:42: layer[0].copy[0].mode: mode \"0999\""), "{e}");
+        let e = parse_err("[[layer]]\ncopy = [{ src = \"a\", dest = \"../../etc/x\" }]\n");
+        assert!(e.starts_with("teu.toml:2:29: layer[0].copy[0].dest:") && e.contains("escapes"), "{e}");
+        let e = parse_err("[image]\nbase = \"Not A Ref\"\n");
+        assert!(e.starts_with("teu.toml:2:8: image.base:"), "{e}");
+        let e = parse_err("[image]\ncompression = \"lz4\"\n");
+        assert!(e.contains("image.compression") && e.contains("lz4"), "{e}");
+        let e = parse_err("[config]\nexposed_ports = [\"http\"]\n");
+        assert!(e.contains("config.exposed_ports"), "{e}");
+    }
+
+    #[test]
+    fn raw_tars_must_be_alone() {
+        let e = parse_err("[[layer]]\ntars = [{ src = \"a.tar\", normalize = false }]\nremove = [\"/x\"]\n");
+        assert!(e.contains("normalize = false"), "{e}");
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0755"), Ok(0o755));
+        assert_eq!(parse_mode("4755"), Ok(0o4755));
+        assert_eq!(parse_mode("0o644"), Ok(0o644));
+        assert!(parse_mode("rwx").is_err());
+        assert!(parse_mode("17777").is_err());
+        assert!(parse_mode("").is_err());
+    }
+}
