@@ -105,7 +105,9 @@ impl Compression {
     pub fn encoder_id(&self) -> String {
         match self {
             Compression::Gzip { level } => format!("gzip/zlib-rs/{level}"),
-            Compression::Zstd { level } => format!("zstd/libzstd-{}/{level}", zstd::zstd_safe::VERSION_NUMBER),
+            Compression::Zstd { level } => {
+                format!("zstd/libzstd-{}/{level}", zstd::zstd_safe::VERSION_NUMBER)
+            }
             Compression::None => "none".to_string(),
         }
     }
@@ -133,13 +135,10 @@ impl Compression {
     pub fn compress_segment(&self, data: &[u8]) -> Vec<u8> {
         match *self {
             Compression::Gzip { level } => {
-                let mut enc = GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(255)
-                    .write(
-                        Vec::with_capacity(data.len() / 2 + 64),
-                        flate2::Compression::new(level),
-                    );
+                let mut enc = GzBuilder::new().mtime(0).operating_system(255).write(
+                    Vec::with_capacity(data.len() / 2 + 64),
+                    flate2::Compression::new(level),
+                );
                 for piece in data.chunks(FEED) {
                     enc.write_all(piece).expect("writing to a Vec");
                 }
@@ -227,10 +226,20 @@ mod tests {
     #[test]
     fn golden_encoder_output() {
         let data = sample();
-        let gz = Compression::new("gzip", None).unwrap().compress_segment(&data);
-        let zs = Compression::new("zstd", None).unwrap().compress_segment(&data);
-        assert_eq!(teu_oci::Digest::of(&gz).to_string(), "sha256:3e9d78763b154385c7430dfb28e4098cd8ffe4806958c86858816fba52a40d3f");
-        assert_eq!(teu_oci::Digest::of(&zs).to_string(), "sha256:59c6727ddd6ffd87fda2459cba415573ab9220ec0d6b677c34f91fbabb793f82");
+        let gz = Compression::new("gzip", None)
+            .unwrap()
+            .compress_segment(&data);
+        let zs = Compression::new("zstd", None)
+            .unwrap()
+            .compress_segment(&data);
+        assert_eq!(
+            teu_oci::Digest::of(&gz).to_string(),
+            "sha256:3e9d78763b154385c7430dfb28e4098cd8ffe4806958c86858816fba52a40d3f"
+        );
+        assert_eq!(
+            teu_oci::Digest::of(&zs).to_string(),
+            "sha256:59c6727ddd6ffd87fda2459cba415573ab9220ec0d6b677c34f91fbabb793f82"
+        );
     }
 
     #[test]
@@ -257,6 +266,9 @@ mod tests {
         assert!(Compression::new("gzip", Some(0)).is_err());
         assert!(Compression::new("zstd", Some(22)).is_err());
         assert!(Compression::new("lz4", None).is_err());
-        assert_eq!("zstd:5".parse::<Compression>().unwrap(), Compression::Zstd { level: 5 });
+        assert_eq!(
+            "zstd:5".parse::<Compression>().unwrap(),
+            Compression::Zstd { level: 5 }
+        );
     }
 }

@@ -140,8 +140,14 @@ pub enum Kind {
     Symlink(Vec<u8>),
     /// A hard link to another path of the same layer.
     Hardlink(Vec<u8>),
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
+    CharDevice {
+        major: u32,
+        minor: u32,
+    },
+    BlockDevice {
+        major: u32,
+        minor: u32,
+    },
     Fifo,
 }
 
@@ -239,7 +245,9 @@ pub enum LayerError {
         second: Origin,
         second_kind: &'static str,
     },
-    #[error("{origin}: {path} must be a directory, because {child} is inside it, but it is a {kind}")]
+    #[error(
+        "{origin}: {path} must be a directory, because {child} is inside it, but it is a {kind}"
+    )]
     NotADirectory {
         origin: Origin,
         path: String,
@@ -312,7 +320,12 @@ impl LayerTree {
     }
 
     /// Add a whiteout that deletes `target` (a path of a lower layer).
-    pub fn whiteout(&mut self, target: &[u8], defaults: &Defaults, origin: Origin) -> Result<(), LayerError> {
+    pub fn whiteout(
+        &mut self,
+        target: &[u8],
+        defaults: &Defaults,
+        origin: Origin,
+    ) -> Result<(), LayerError> {
         let target = path::normalize(target).map_err(|source| LayerError::Path {
             origin: origin.clone(),
             source,
@@ -428,7 +441,12 @@ mod tests {
         Entry {
             path: path.as_bytes().to_vec(),
             kind: Kind::File(Content::Bytes(Arc::from(bytes))),
-            meta: Meta { mode: 0o644, uid: 0, gid: 0, mtime: 0 },
+            meta: Meta {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+            },
             priority: Priority::Explicit,
             origin: Arc::from(origin),
             inode: None,
@@ -454,8 +472,14 @@ mod tests {
         let mut t = LayerTree::new();
         t.insert(file("a", b"same", "first")).unwrap();
         t.insert(file("a", b"same", "second")).unwrap();
-        let err = t.insert(file("a", b"other", "third")).unwrap_err().to_string();
-        assert!(err.contains("/a") && err.contains("first") && err.contains("third"), "{err}");
+        let err = t
+            .insert(file("a", b"other", "third"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/a") && err.contains("first") && err.contains("third"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -496,7 +520,8 @@ mod tests {
     #[test]
     fn whiteouts_are_named_for_their_target() {
         let mut t = LayerTree::new();
-        t.whiteout(b"/etc/motd", &Defaults { mtime: 0 }, Arc::from("r")).unwrap();
+        t.whiteout(b"/etc/motd", &Defaults { mtime: 0 }, Arc::from("r"))
+            .unwrap();
         let out = t.finish(&Defaults { mtime: 0 }).unwrap();
         assert_eq!(out[1].path, b"etc/.wh.motd");
     }

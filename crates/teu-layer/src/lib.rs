@@ -23,8 +23,8 @@ pub mod source;
 pub mod tar_writer;
 
 pub use compress::{Compression, SegmentPolicy};
-pub use entry::{Content, Defaults, Entry, Kind, LayerError, LayerTree, Meta, Origin};
-pub use pipeline::{build_layer, BuiltLayer, LayerOptions};
+pub use entry::{Content, Defaults, Entry, Kind, LayerError, LayerTree, Meta, Origin, Priority};
+pub use pipeline::{build_layer, build_layer_from_tar, BuiltLayer, LayerOptions, PipelineError};
 
 /// Bumped whenever the bytes teu writes for the same inputs change (header layout,
 /// segmenting rule, encoder settings). Part of every layer cache key.

@@ -91,8 +91,14 @@ mod tests {
         assert_eq!(normalize(b"/app/bin/hello").unwrap(), b"app/bin/hello");
         assert_eq!(normalize(b"app//./bin/").unwrap(), b"app/bin");
         assert_eq!(normalize(b"/app/../etc/x").unwrap(), b"etc/x");
-        assert_eq!(normalize(b"/../etc"), Err(PathError::Escapes("/../etc".into())));
-        assert_eq!(normalize(b"/a/../../b"), Err(PathError::Escapes("/a/../../b".into())));
+        assert_eq!(
+            normalize(b"/../etc"),
+            Err(PathError::Escapes("/../etc".into()))
+        );
+        assert_eq!(
+            normalize(b"/a/../../b"),
+            Err(PathError::Escapes("/a/../../b".into()))
+        );
         assert!(matches!(normalize(b"/"), Err(PathError::Root(_))));
         assert_eq!(normalize_dir(b"/").unwrap(), b"");
     }

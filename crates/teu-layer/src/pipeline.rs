@@ -70,12 +70,58 @@ pub fn build_layer(
     opts: &LayerOptions,
     store: &Store,
 ) -> Result<BuiltLayer, PipelineError> {
+    let policy = opts.compression.segment_policy();
+    run(opts, store, |sink| write_tar(entries, sink, policy))
+}
+
+/// Build a layer whose tar stream is `tar`, byte for byte (a tarball imported with
+/// `normalize = false`). Segments are cut at fixed offsets of the stream.
+pub fn build_layer_from_tar(
+    tar: &mut dyn Read,
+    origin: &str,
+    opts: &LayerOptions,
+    store: &Store,
+) -> Result<BuiltLayer, PipelineError> {
+    let policy = opts.compression.segment_policy();
+    run(opts, store, |sink| {
+        let mut out = Hashing {
+            hash: Sha256Writer::new(()),
+            sink,
+        };
+        let mut chunk = vec![0u8; READ_CHUNK];
+        loop {
+            // Whole chunks, so cut points depend only on the stream, not on read sizes.
+            let n = read_full(tar, &mut chunk).map_err(|source| PipelineError::Read {
+                origin: origin.to_string(),
+                path: "/".to_string(),
+                source_path: "the tarball".to_string(),
+                source,
+            })?;
+            if n == 0 {
+                break;
+            }
+            out.write(&chunk[..n])?;
+            if policy.is_some_and(|p| out.hash.len() % p.big_file == 0) {
+                out.sink.cut()?;
+            }
+        }
+        let (diff_id, len, ()) = out.hash.finish();
+        Ok((diff_id, len))
+    })
+}
+
+/// Run a producer of tar bytes through segmenting, compression and the store.
+fn run(
+    opts: &LayerOptions,
+    store: &Store,
+    produce: impl FnOnce(&mut dyn TarSink) -> Result<(Digest, u64), PipelineError>,
+) -> Result<BuiltLayer, PipelineError> {
     let media_type = opts.compression.media_type();
     let Some(policy) = opts.compression.segment_policy() else {
         let mut sink = Direct {
             out: store.writer()?,
         };
-        let (diff_id, uncompressed_size) = write_tar(entries, &mut sink, None)?;
+        let (diff_id, uncompressed_size) = produce(&mut sink)?;
         let (digest, size) = sink.out.commit(None)?;
         return Ok(BuiltLayer {
             digest,
@@ -118,7 +164,7 @@ pub fn build_layer(
             job_tx,
             order_tx,
         };
-        let produced = write_tar(entries, &mut sink, Some(policy));
+        let produced = produce(&mut sink);
         let flushed = sink.cut();
         drop(sink); // closes the queues, so the workers and the writer finish
         let written = writer.join().expect("writer thread");
@@ -271,6 +317,19 @@ fn write_tar(
     Ok((diff_id, len))
 }
 
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 struct Hashing<'a> {
     hash: Sha256Writer<()>,
     sink: &'a mut dyn TarSink,
@@ -295,7 +354,12 @@ mod tests {
             t.insert(Entry {
                 path: format!("dir{}/file{i:05}", i % 7).into_bytes(),
                 kind: Kind::File(Content::Bytes(Arc::from(body))),
-                meta: Meta { mode: 0o644, uid: 0, gid: 0, mtime: 0 },
+                meta: Meta {
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    mtime: 0,
+                },
                 priority: Priority::Explicit,
                 origin: Arc::from("test"),
                 inode: None,
@@ -306,7 +370,12 @@ mod tests {
         t.insert(Entry {
             path: b"big".to_vec(),
             kind: Kind::File(Content::Bytes(Arc::from(big_body))),
-            meta: Meta { mode: 0o644, uid: 0, gid: 0, mtime: 0 },
+            meta: Meta {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+            },
             priority: Priority::Explicit,
             origin: Arc::from("test"),
             inode: None,
@@ -318,12 +387,17 @@ mod tests {
     #[test]
     fn output_does_not_depend_on_thread_count() {
         let entries = tree(600, 5 * 1024 * 1024 + 123);
-        for compression in [Compression::default(), "zstd".parse().unwrap(), Compression::None] {
+        for compression in [
+            Compression::default(),
+            "zstd".parse().unwrap(),
+            Compression::None,
+        ] {
             let mut seen = Vec::new();
             for jobs in [1, 2, 16] {
                 let dir = tempfile::tempdir().unwrap();
                 let store = Store::open(dir.path()).unwrap();
-                let built = build_layer(&entries, &LayerOptions { compression, jobs }, &store).unwrap();
+                let built =
+                    build_layer(&entries, &LayerOptions { compression, jobs }, &store).unwrap();
                 assert!(store.has(&built.digest));
                 seen.push(built);
             }
@@ -337,7 +411,10 @@ mod tests {
         let entries = tree(300, 3 * 1024 * 1024);
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let opts = LayerOptions { compression: Compression::default(), jobs: 2 };
+        let opts = LayerOptions {
+            compression: Compression::default(),
+            jobs: 2,
+        };
         let built = build_layer(&entries, &opts, &store).unwrap();
         let mut tar = Vec::new();
         flate2::read::MultiGzDecoder::new(store.open_blob(&built.digest).unwrap())
@@ -345,7 +422,15 @@ mod tests {
             .unwrap();
         assert_eq!(Digest::of(&tar), built.diff_id);
         assert_eq!(tar.len() as u64, built.uncompressed_size);
-        let none = build_layer(&entries, &LayerOptions { compression: Compression::None, jobs: 1 }, &store).unwrap();
+        let none = build_layer(
+            &entries,
+            &LayerOptions {
+                compression: Compression::None,
+                jobs: 1,
+            },
+            &store,
+        )
+        .unwrap();
         assert_eq!(none.digest, built.diff_id);
     }
 
@@ -357,16 +442,42 @@ mod tests {
         let entries = vec![Entry {
             path: b"f".to_vec(),
             kind: Kind::File(Content::Path { path: src, size: 3 }),
-            meta: Meta { mode: 0o644, uid: 0, gid: 0, mtime: 0 },
+            meta: Meta {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+            },
             priority: Priority::Explicit,
             origin: Arc::from("test"),
             inode: None,
         }];
         let store = Store::open(dir.path().join("store")).unwrap();
-        let err = build_layer(&entries, &LayerOptions { compression: Compression::default(), jobs: 2 }, &store)
-            .unwrap_err();
-        assert!(err.to_string().contains("changed while the layer was built"), "{err}");
-        assert_eq!(std::fs::read_dir(dir.path().join("store/blobs/sha256")).unwrap().count(), 0);
-        assert_eq!(std::fs::read_dir(dir.path().join("store/tmp")).unwrap().count(), 0);
+        let err = build_layer(
+            &entries,
+            &LayerOptions {
+                compression: Compression::default(),
+                jobs: 2,
+            },
+            &store,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("changed while the layer was built"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("store/blobs/sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("store/tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

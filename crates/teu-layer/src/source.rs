@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use globset::GlobSet;
 
-use crate::entry::{normalized_mode, Content, Defaults, Entry, Kind, LayerError, LayerTree, Meta, Origin, Priority};
+use crate::entry::{
+    normalized_mode, Content, Defaults, Entry, Kind, LayerError, LayerTree, Meta, Origin, Priority,
+};
 use crate::path;
 
 /// Metadata overrides and switches of one `copy` entry.
@@ -37,7 +39,9 @@ pub struct CopyOptions<'a> {
 impl CopyOptions<'_> {
     fn meta(&self, kind: &Kind, source_mode: u32) -> Meta {
         Meta {
-            mode: self.mode.unwrap_or_else(|| normalized_mode(kind, source_mode)),
+            mode: self
+                .mode
+                .unwrap_or_else(|| normalized_mode(kind, source_mode)),
             uid: self.uid.unwrap_or(0),
             gid: self.gid.unwrap_or(0),
             mtime: self.mtime.unwrap_or(self.defaults.mtime),
@@ -63,7 +67,12 @@ impl CopyOptions<'_> {
 
 /// Add `src` at `dest` with Dockerfile `COPY` semantics: a file goes to `dest`, or into
 /// it when `dest` ends with `/`; a directory's contents go into `dest`.
-pub fn add_copy(tree: &mut LayerTree, src: &Path, dest: &str, opts: &CopyOptions) -> Result<(), LayerError> {
+pub fn add_copy(
+    tree: &mut LayerTree,
+    src: &Path,
+    dest: &str,
+    opts: &CopyOptions,
+) -> Result<(), LayerError> {
     let meta = stat(src, opts.follow_symlinks).map_err(opts.io(src))?;
     let into_dir = dest.ends_with('/');
     let dest_bytes = dest.as_bytes();
@@ -157,7 +166,13 @@ fn walk(
     Ok(())
 }
 
-fn add_one(tree: &mut LayerTree, src: &Path, meta: &Metadata, target: Vec<u8>, opts: &CopyOptions) -> Result<(), LayerError> {
+fn add_one(
+    tree: &mut LayerTree,
+    src: &Path,
+    meta: &Metadata,
+    target: Vec<u8>,
+    opts: &CopyOptions,
+) -> Result<(), LayerError> {
     let ft = meta.file_type();
     let (kind, inode) = if ft.is_file() {
         (
@@ -246,7 +261,11 @@ pub fn add_tar(
     let io_err = |p: &Path| {
         let path = p.display().to_string();
         let origin = origin.clone();
-        move |source| LayerError::Io { origin, path, source }
+        move |source| LayerError::Io {
+            origin,
+            path,
+            source,
+        }
     };
     let mut file = File::open(src).map_err(io_err(src))?;
     let file = if sniff(&mut file).map_err(io_err(src))? == TarCompression::None {
@@ -321,7 +340,9 @@ pub fn add_tar(
                 )))
             }
         };
-        let mode = header.mode().map_err(|e| bad(format!("entry {shown:?}: {e}")))?;
+        let mode = header
+            .mode()
+            .map_err(|e| bad(format!("entry {shown:?}: {e}")))?;
         let meta = Meta {
             mode: normalized_mode(&kind, mode),
             uid: 0,
@@ -332,7 +353,11 @@ pub fn add_tar(
             path: target,
             kind,
             meta,
-            priority: if et == tar::EntryType::Directory { Priority::Tree } else { Priority::Explicit },
+            priority: if et == tar::EntryType::Directory {
+                Priority::Tree
+            } else {
+                Priority::Explicit
+            },
             origin: origin.clone(),
             inode: None,
         })?;
@@ -369,7 +394,10 @@ mod tests {
     }
 
     fn paths(entries: &[Entry]) -> Vec<String> {
-        entries.iter().map(|e| String::from_utf8_lossy(&e.path).into_owned()).collect()
+        entries
+            .iter()
+            .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+            .collect()
     }
 
     #[test]
@@ -389,15 +417,46 @@ mod tests {
         let mut o = opts(&defaults);
         o.exclude = Some(&glob);
         add_copy(&mut t, &d.path().join("static"), "/app/static/", &o).unwrap();
-        add_copy(&mut t, &d.path().join("hello"), "/app/bin/", &opts(&defaults)).unwrap();
-        add_copy(&mut t, &d.path().join("hello"), "/usr/bin/hi", &opts(&defaults)).unwrap();
+        add_copy(
+            &mut t,
+            &d.path().join("hello"),
+            "/app/bin/",
+            &opts(&defaults),
+        )
+        .unwrap();
+        add_copy(
+            &mut t,
+            &d.path().join("hello"),
+            "/usr/bin/hi",
+            &opts(&defaults),
+        )
+        .unwrap();
         let out = t.finish(&defaults).unwrap();
         assert_eq!(
             paths(&out),
-            ["app", "app/bin", "app/bin/hello", "app/static", "app/static/css", "app/static/css/a.css", "app/static/index.html", "usr", "usr/bin", "usr/bin/hi"]
+            [
+                "app",
+                "app/bin",
+                "app/bin/hello",
+                "app/static",
+                "app/static/css",
+                "app/static/css/a.css",
+                "app/static/index.html",
+                "usr",
+                "usr/bin",
+                "usr/bin/hi"
+            ]
         );
         let hello = &out[2];
-        assert_eq!(hello.meta, Meta { mode: 0o755, uid: 0, gid: 0, mtime: 7 });
+        assert_eq!(
+            hello.meta,
+            Meta {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: 7
+            }
+        );
         assert_eq!(out[6].meta.mode, 0o644);
     }
 
@@ -415,7 +474,13 @@ mod tests {
 
         let sock_path = d.path().join("t/sock");
         let _sock = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
-        let err = add_copy(&mut LayerTree::new(), &d.path().join("t"), "/x/", &opts(&defaults)).unwrap_err();
+        let err = add_copy(
+            &mut LayerTree::new(),
+            &d.path().join("t"),
+            "/x/",
+            &opts(&defaults),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("sock is a socket"), "{err}");
     }
 
@@ -438,7 +503,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let tar_path = d.path().join("v.tar.gz");
         {
-            let gz = flate2::write::GzEncoder::new(File::create(&tar_path).unwrap(), flate2::Compression::fast());
+            let gz = flate2::write::GzEncoder::new(
+                File::create(&tar_path).unwrap(),
+                flate2::Compression::fast(),
+            );
             let mut b = tar::Builder::new(gz);
             let mut h = tar::Header::new_gnu();
             h.set_path("lib/x.so").unwrap();
@@ -452,10 +520,26 @@ mod tests {
         }
         let defaults = Defaults { mtime: 0 };
         let mut t = LayerTree::new();
-        add_tar(&mut t, &tar_path, "/opt", &defaults, d.path(), Arc::from("test")).unwrap();
+        add_tar(
+            &mut t,
+            &tar_path,
+            "/opt",
+            &defaults,
+            d.path(),
+            Arc::from("test"),
+        )
+        .unwrap();
         let out = t.finish(&defaults).unwrap();
         assert_eq!(paths(&out), ["opt", "opt/lib", "opt/lib/x.so"]);
-        assert_eq!(out[2].meta, Meta { mode: 0o755, uid: 0, gid: 0, mtime: 0 });
+        assert_eq!(
+            out[2].meta,
+            Meta {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: 0
+            }
+        );
         let mut data = String::new();
         match &out[2].kind {
             Kind::File(c) => c.open().unwrap().read_to_string(&mut data).unwrap(),

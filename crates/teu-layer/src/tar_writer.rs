@@ -91,6 +91,42 @@ pub fn encode_header(entry: &Entry) -> Vec<u8> {
     out
 }
 
+/// The header of a plain file for archives teu writes around images (OCI and docker
+/// archives): owner 0:0, the given mode and mtime, PAX only when the name needs it.
+pub fn file_header(name: &[u8], size: u64, mode: u32, mtime: u64) -> Vec<u8> {
+    dir_or_file_header(name, Some(size), mode, mtime)
+}
+
+/// The header of a directory (`name` without trailing slash) for such archives.
+pub fn dir_header(name: &[u8], mode: u32, mtime: u64) -> Vec<u8> {
+    dir_or_file_header(name, None, mode, mtime)
+}
+
+fn dir_or_file_header(name: &[u8], size: Option<u64>, mode: u32, mtime: u64) -> Vec<u8> {
+    use crate::entry::{Content, Meta, Priority};
+    // Content::Path is only asked for its size here; it is never opened.
+    let kind = match size {
+        Some(size) => Kind::File(Content::Path {
+            path: std::path::PathBuf::new(),
+            size,
+        }),
+        None => Kind::Dir,
+    };
+    encode_header(&Entry {
+        path: name.to_vec(),
+        kind,
+        meta: Meta {
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime,
+        },
+        priority: Priority::Explicit,
+        origin: std::sync::Arc::from(""),
+        inode: None,
+    })
+}
+
 /// The two zero blocks that end an archive.
 pub fn trailer() -> [u8; BLOCK * 2] {
     [0; BLOCK * 2]
@@ -185,7 +221,12 @@ mod tests {
         Entry {
             path: path.to_vec(),
             kind,
-            meta: Meta { mode, uid: 0, gid: 0, mtime: 0 },
+            meta: Meta {
+                mode,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+            },
             priority: Priority::Explicit,
             origin: Arc::from("test"),
             inode: None,
@@ -278,7 +319,11 @@ mod tests {
         assert_eq!(seen[0].0, b"app/");
         assert_eq!(seen[1].4, b"#!/bin/sh\necho hi\n");
         assert_eq!(seen[4].0.len(), 124, "long name via PAX");
-        assert_eq!(seen[5].1.as_ref().unwrap().len(), 305, "long link target via PAX");
+        assert_eq!(
+            seen[5].1.as_ref().unwrap().len(),
+            305,
+            "long link target via PAX"
+        );
         assert_eq!(seen[6].0, "caf\u{e9} \u{1f980}".as_bytes());
         assert_eq!(seen[7].0, b"raw\xff\xfe");
         assert_eq!(seen[10].2, 0o4755);
@@ -290,7 +335,11 @@ mod tests {
         let body = pax_records(&[("path", vec![b'a'; 5])]);
         assert_eq!(body, b"14 path=aaaaa\n");
         let body = pax_records(&[("path", vec![b'a'; 93])]);
-        assert!(body.starts_with(b"103 path="), "{:?}", String::from_utf8_lossy(&body));
+        assert!(
+            body.starts_with(b"103 path="),
+            "{:?}",
+            String::from_utf8_lossy(&body)
+        );
         assert_eq!(body.len(), 103);
     }
 }

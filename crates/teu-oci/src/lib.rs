@@ -16,5 +16,5 @@ mod types;
 
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use platform::{Platform, PlatformError};
-pub use reference::{Reference, ReferenceError, Transport};
+pub use reference::{Reference, ReferenceError, RegistryRef, Transport, DOCKER_HUB};
 pub use types::*;

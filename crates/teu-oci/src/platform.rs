@@ -8,9 +8,17 @@ use serde::{Deserialize, Serialize};
 pub struct Platform {
     pub architecture: String,
     pub os: String,
-    #[serde(rename = "os.version", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "os.version",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub os_version: Option<String>,
-    #[serde(rename = "os.features", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "os.features",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub os_features: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub variant: Option<String>,

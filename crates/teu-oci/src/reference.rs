@@ -38,7 +38,9 @@ pub enum Transport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReferenceError {
-    #[error("reference {0:?} is empty after its transport (expected for example oci:./out:latest)")]
+    #[error(
+        "reference {0:?} is empty after its transport (expected for example oci:./out:latest)"
+    )]
     EmptyPath(String),
     #[error("reference {input:?}: {why}")]
     Invalid { input: String, why: String },
@@ -119,7 +121,10 @@ impl FromStr for Reference {
             }
             if let Some(n) = &name {
                 if n.digest.is_some() {
-                    return Err(invalid(s, "a docker-archive name takes a tag, not a digest"));
+                    return Err(invalid(
+                        s,
+                        "a docker-archive name takes a tag, not a digest",
+                    ));
                 }
             }
             return Ok(Reference::DockerArchive {
@@ -225,10 +230,7 @@ impl FromStr for RegistryRef {
         let (name_tag, digest) = match s.split_once('@') {
             Some((n, d)) => (
                 n,
-                Some(
-                    d.parse::<Digest>()
-                        .map_err(|e| invalid(s, e.to_string()))?,
-                ),
+                Some(d.parse::<Digest>().map_err(|e| invalid(s, e.to_string()))?),
             ),
             None => (s, None),
         };
@@ -246,11 +248,13 @@ impl FromStr for RegistryRef {
                 && t.bytes()
                     .next()
                     .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-                && t
-                    .bytes()
+                && t.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
             if !valid {
-                return Err(invalid(s, format!("tag {t:?} is not a valid tag ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})")));
+                return Err(invalid(
+                    s,
+                    format!("tag {t:?} is not a valid tag ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})"),
+                ));
             }
         }
         let (registry, repository) = match name.split_once('/') {
@@ -280,7 +284,9 @@ impl FromStr for RegistryRef {
         if !repository.split('/').all(component_ok) {
             return Err(invalid(
                 s,
-                format!("repository {repository:?} must be lowercase path components of [a-z0-9._-]"),
+                format!(
+                    "repository {repository:?} must be lowercase path components of [a-z0-9._-]"
+                ),
             ));
         }
         Ok(RegistryRef {
@@ -319,9 +325,15 @@ mod tests {
     #[test]
     fn docker_hub_short_names_expand() {
         let r = reg("alpine");
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("docker.io", "library/alpine"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("docker.io", "library/alpine")
+        );
         assert_eq!(r.tag_or_latest(), Some("latest"));
-        assert_eq!(reg("library/alpine:3.20").to_string(), "docker.io/library/alpine:3.20");
+        assert_eq!(
+            reg("library/alpine:3.20").to_string(),
+            "docker.io/library/alpine:3.20"
+        );
         assert_eq!(reg("docker.io/foo/bar").repository, "foo/bar");
         assert_eq!(reg("index.docker.io/library/alpine").registry, "docker.io");
         assert_eq!(reg("user/app:1").familiar(), "user/app:1");
@@ -343,11 +355,17 @@ mod tests {
     fn transports() {
         assert_eq!(
             "oci:out:v1".parse::<Reference>().unwrap(),
-            Reference::Layout { path: "out".into(), tag: Some("v1".into()) }
+            Reference::Layout {
+                path: "out".into(),
+                tag: Some("v1".into())
+            }
         );
         assert_eq!(
             "oci-archive:/tmp/a.tar".parse::<Reference>().unwrap(),
-            Reference::OciArchive { path: "/tmp/a.tar".into(), tag: None }
+            Reference::OciArchive {
+                path: "/tmp/a.tar".into(),
+                tag: None
+            }
         );
         match "docker-archive:img.tar:app:1".parse::<Reference>().unwrap() {
             Reference::DockerArchive { path, name } => {
@@ -361,7 +379,14 @@ mod tests {
 
     #[test]
     fn bad_references_are_refused() {
-        for bad in ["oci:", "Upper/Case", "docker://", "app:bad tag", "ocix:dir/x", "oci:d:bad tag"] {
+        for bad in [
+            "oci:",
+            "Upper/Case",
+            "docker://",
+            "app:bad tag",
+            "ocix:dir/x",
+            "oci:d:bad tag",
+        ] {
             assert!(bad.parse::<Reference>().is_err(), "{bad} should not parse");
         }
     }

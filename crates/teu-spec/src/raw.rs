@@ -10,7 +10,9 @@ use teu_layer::Compression;
 use teu_oci::{Platform, Reference};
 use toml::Spanned;
 
-use crate::{check_dest, exclude_set, parse_mode, ConfigSpec, Item, LayerSpec, MetaOverride, Spec, SpecError};
+use crate::{
+    check_dest, exclude_set, parse_mode, ConfigSpec, Item, LayerSpec, MetaOverride, Spec, SpecError,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,7 +133,12 @@ impl Ctx<'_> {
         format!("{}:{line}:{col}", self.label)
     }
 
-    fn err(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> SpecError {
+    fn err(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> SpecError {
         SpecError {
             at: self.at(span),
             key: Some(key.into()),
@@ -145,7 +152,9 @@ impl Ctx<'_> {
 
     fn mode(&self, m: &Option<Spanned<String>>, key: &str) -> Result<Option<u32>, SpecError> {
         m.as_ref()
-            .map(|m| parse_mode(m.get_ref()).map_err(|e| self.err(m.span(), format!("{key}.mode"), e)))
+            .map(|m| {
+                parse_mode(m.get_ref()).map_err(|e| self.err(m.span(), format!("{key}.mode"), e))
+            })
             .transpose()
     }
 
@@ -190,17 +199,22 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
         let r: Reference = base
             .get_ref()
             .parse()
-            .map_err(|e: teu_oci::ReferenceError| cx.err(base.span(), "image.base", e.to_string()))?;
+            .map_err(|e: teu_oci::ReferenceError| {
+                cx.err(base.span(), "image.base", e.to_string())
+            })?;
         spec.base = Some((r, cx.origin(base.span(), "image.base")));
     }
     spec.compression = cx
-        .compression(&file.image.compression, &file.image.compression_level, "image")?
+        .compression(
+            &file.image.compression,
+            &file.image.compression_level,
+            "image",
+        )?
         .unwrap_or_default();
     if let Some(p) = &file.image.platform {
-        let platform: Platform = p
-            .get_ref()
-            .parse()
-            .map_err(|e: teu_oci::PlatformError| cx.err(p.span(), "image.platform", e.to_string()))?;
+        let platform: Platform = p.get_ref().parse().map_err(|e: teu_oci::PlatformError| {
+            cx.err(p.span(), "image.platform", e.to_string())
+        })?;
         spec.platform = Some(platform);
     }
     spec.annotations = file.image.annotations;
@@ -209,7 +223,14 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
     let mut env = BTreeMap::new();
     for (k, v) in c.env {
         if k.get_ref().is_empty() || k.get_ref().contains('=') {
-            return Err(cx.err(k.span(), "config.env", format!("variable name {:?} may not be empty or contain '='", k.get_ref())));
+            return Err(cx.err(
+                k.span(),
+                "config.env",
+                format!(
+                    "variable name {:?} may not be empty or contain '='",
+                    k.get_ref()
+                ),
+            ));
         }
         env.insert(k.into_inner(), v);
     }
@@ -241,7 +262,8 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
             let span = c.span();
             first_span.get_or_insert(span.clone());
             let c = c.into_inner();
-            let exclude = exclude_set(&c.exclude).map_err(|e| cx.err(span.clone(), format!("{key}.exclude"), e))?;
+            let exclude = exclude_set(&c.exclude)
+                .map_err(|e| cx.err(span.clone(), format!("{key}.exclude"), e))?;
             items.push(Item::Copy {
                 src: teu_layer::source::resolve(dir, c.src.get_ref()),
                 dest: cx.dest(&c.dest, &format!("{key}.dest"), true)?,
@@ -261,12 +283,21 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
             first_span.get_or_insert(s.span());
             let s = s.into_inner();
             if s.target.is_empty() {
-                return Err(cx.err(s.path.span(), format!("{key}.target"), "a symlink needs a non-empty target"));
+                return Err(cx.err(
+                    s.path.span(),
+                    format!("{key}.target"),
+                    "a symlink needs a non-empty target",
+                ));
             }
             items.push(Item::Symlink {
                 path: cx.dest(&s.path, &format!("{key}.path"), false)?,
                 target: s.target,
-                meta: MetaOverride { mode: None, uid: s.uid, gid: s.gid, mtime: s.mtime },
+                meta: MetaOverride {
+                    mode: None,
+                    uid: s.uid,
+                    gid: s.gid,
+                    mtime: s.mtime,
+                },
                 origin: cx.origin(s.path.span(), &format!("{key}.path")),
             });
         }
@@ -276,7 +307,12 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
             let d = d.into_inner();
             items.push(Item::Dir {
                 path: cx.dest(&d.path, &format!("{key}.path"), false)?,
-                meta: MetaOverride { mode: cx.mode(&d.mode, &key)?, uid: d.uid, gid: d.gid, mtime: d.mtime },
+                meta: MetaOverride {
+                    mode: cx.mode(&d.mode, &key)?,
+                    uid: d.uid,
+                    gid: d.gid,
+                    mtime: d.mtime,
+                },
                 origin: cx.origin(d.path.span(), &format!("{key}.path")),
             });
         }
@@ -303,9 +339,31 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
                 origin: cx.origin(r.span(), &key),
             });
         }
-        let raw_tars = items.iter().filter(|i| matches!(i, Item::Tar { normalize: false, .. })).count();
+        let raw_tars = items
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i,
+                    Item::Tar {
+                        normalize: false,
+                        ..
+                    }
+                )
+            })
+            .count();
         if raw_tars > 0 && items.len() > 1 {
-            let at = items.iter().find(|i| matches!(i, Item::Tar { normalize: false, .. })).map(|i| i.origin().clone());
+            let at = items
+                .iter()
+                .find(|i| {
+                    matches!(
+                        i,
+                        Item::Tar {
+                            normalize: false,
+                            ..
+                        }
+                    )
+                })
+                .map(|i| i.origin().clone());
             return Err(SpecError {
                 at: at.map(|o| o.to_string()).unwrap_or_else(|| label.to_string()),
                 key: None,
@@ -366,7 +424,9 @@ remove = ["/etc/motd"]      # whiteouts for paths of the base
 "#;
 
     fn parse_err(text: &str) -> String {
-        parse(text, "teu.toml", Path::new("/spec")).unwrap_err().to_string()
+        parse(text, "teu.toml", Path::new("/spec"))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -377,10 +437,15 @@ remove = ["/etc/motd"]      # whiteouts for paths of the base
         assert_eq!(spec.layers.len(), 1);
         assert_eq!(spec.layers[0].items.len(), 6);
         match &spec.layers[0].items[0] {
-            Item::Copy { src, meta, origin, .. } => {
+            Item::Copy {
+                src, meta, origin, ..
+            } => {
                 assert_eq!(src, Path::new("/spec/bin/hello"));
                 assert_eq!(meta.mode, Some(0o755));
-                assert!(origin.starts_with("teu.toml:20:11: layer[0].copy[0].src"), "{origin}");
+                assert!(
+                    origin.starts_with("teu.toml:20:11: layer[0].copy[0].src"),
+                    "{origin}"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -398,9 +463,15 @@ remove = ["/etc/motd"]      # whiteouts for paths of the base
     #[test]
     fn bad_values_name_file_line_and_key() {
         let e = parse_err("[[layer]]\ncopy = [{ src = \"a\", dest = \"/a\", mode = \"0999\" }]\n");
-        assert!(e.starts_with("teu.toml:2:42: layer[0].copy[0].mode: mode \"0999\""), "{e}");
+        assert!(
+            e.starts_with("teu.toml:2:42: layer[0].copy[0].mode: mode \"0999\""),
+            "{e}"
+        );
         let e = parse_err("[[layer]]\ncopy = [{ src = \"a\", dest = \"../../etc/x\" }]\n");
-        assert!(e.starts_with("teu.toml:2:29: layer[0].copy[0].dest:") && e.contains("escapes"), "{e}");
+        assert!(
+            e.starts_with("teu.toml:2:29: layer[0].copy[0].dest:") && e.contains("escapes"),
+            "{e}"
+        );
         let e = parse_err("[image]\nbase = \"Not A Ref\"\n");
         assert!(e.starts_with("teu.toml:2:8: image.base:"), "{e}");
         let e = parse_err("[image]\ncompression = \"lz4\"\n");
@@ -411,7 +482,9 @@ remove = ["/etc/motd"]      # whiteouts for paths of the base
 
     #[test]
     fn raw_tars_must_be_alone() {
-        let e = parse_err("[[layer]]\ntars = [{ src = \"a.tar\", normalize = false }]\nremove = [\"/x\"]\n");
+        let e = parse_err(
+            "[[layer]]\ntars = [{ src = \"a.tar\", normalize = false }]\nremove = [\"/x\"]\n",
+        );
         assert!(e.contains("normalize = false"), "{e}");
     }
 

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// A file being written next to its final path.
@@ -26,8 +27,10 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // 0644 less the umask, like any new file (tempfile's default is 0600).
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}.tmp-"))
+            .permissions(fs::Permissions::from_mode(0o644))
             .tempfile_in(dir)?;
         Ok(AtomicFile { dest, tmp })
     }
@@ -78,6 +81,7 @@ impl AtomicDir {
             .unwrap_or_default();
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}.tmp-"))
+            .permissions(fs::Permissions::from_mode(0o755))
             .tempdir_in(dir)?;
         Ok(AtomicDir {
             dest,

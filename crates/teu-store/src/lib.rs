@@ -14,6 +14,7 @@ pub mod atomic;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use teu_oci::{Digest, Sha256Writer};
@@ -95,6 +96,7 @@ impl Store {
         let dir = self.root.join("tmp");
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
+            .permissions(fs::Permissions::from_mode(0o644))
             .tempfile_in(&dir)
             .map_err(io_err(&dir))?;
         Ok(BlobWriter {
@@ -228,6 +230,11 @@ mod tests {
         w.write_all(b"partial").unwrap();
         drop(w);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
-        assert_eq!(fs::read_dir(dir.path().join("blobs/sha256")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs/sha256"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

@@ -1,0 +1,160 @@
+//! `oci-archive` and `docker-archive` outputs: tar files written in one pass, blobs streamed
+//! from wherever they are and verified on the way.
+//!
+//! Both archives are deterministic: entries in path order, owner 0:0, mtime 0, mode 0644
+//! (directories 0755), the same header encoder as layers.
+//!
+//! A docker archive is an OCI layout plus Docker's `manifest.json` and `repositories`, as
+//! `docker save` writes since Docker 25: `docker load` and `podman load` read the Docker
+//! files, and OCI tools can read the layout. Layers stay compressed; `docker load`
+//! decompresses them itself.
+
+use std::io::Write;
+
+use serde::Serialize;
+use teu_layer::tar_writer;
+use teu_oci::{Descriptor, Index, Raw, RegistryRef, ANNOTATION_REF_NAME};
+
+use crate::image::{BlobRef, Image};
+use crate::layout::{copy_verified, OCI_LAYOUT_CONTENT};
+use crate::{io_err, ImageError};
+
+struct TarOut<'a> {
+    out: &'a mut dyn Write,
+    written: u64,
+}
+
+impl TarOut<'_> {
+    fn raw(&mut self, bytes: &[u8]) -> Result<(), ImageError> {
+        self.out.write_all(bytes).map_err(io_err("archive"))?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn dir(&mut self, name: &str) -> Result<(), ImageError> {
+        self.raw(&tar_writer::dir_header(name.as_bytes(), 0o755, 0))
+    }
+
+    fn file(&mut self, name: &str, bytes: &[u8]) -> Result<(), ImageError> {
+        self.raw(&tar_writer::file_header(
+            name.as_bytes(),
+            bytes.len() as u64,
+            0o644,
+            0,
+        ))?;
+        self.raw(bytes)?;
+        self.pad(bytes.len() as u64)
+    }
+
+    fn blob(&mut self, desc: &Descriptor, blob: &BlobRef) -> Result<(), ImageError> {
+        let name = format!("blobs/sha256/{}", desc.digest.hex());
+        self.raw(&tar_writer::file_header(
+            name.as_bytes(),
+            desc.size,
+            0o644,
+            0,
+        ))?;
+        let n = copy_verified(blob, desc, &mut *self.out)?;
+        self.written += n;
+        self.pad(n)
+    }
+
+    fn pad(&mut self, len: u64) -> Result<(), ImageError> {
+        let zeros = [0u8; tar_writer::BLOCK];
+        self.raw(&zeros[..tar_writer::padding(len)])
+    }
+
+    fn finish(mut self) -> Result<u64, ImageError> {
+        self.raw(&tar_writer::trailer())?;
+        Ok(self.written)
+    }
+}
+
+/// Every blob of `image`, the manifest included, sorted by digest and without repeats.
+fn all_blobs(image: &Image) -> Vec<(Descriptor, BlobRef<'_>)> {
+    let mut v: Vec<(Descriptor, BlobRef)> = image
+        .blobs()
+        .into_iter()
+        .map(|(d, b)| (d.clone(), b))
+        .collect();
+    v.push((image.descriptor(), BlobRef::Bytes(&image.manifest.bytes)));
+    v.sort_by(|a, b| a.0.digest.cmp(&b.0.digest));
+    v.dedup_by(|a, b| a.0.digest == b.0.digest);
+    v
+}
+
+fn index_for(image: &Image, tag: Option<&str>) -> Raw<Index> {
+    let mut index = Index::new();
+    let mut d = image.descriptor();
+    if let Some(t) = tag {
+        d.annotations
+            .insert(ANNOTATION_REF_NAME.to_string(), t.to_string());
+    }
+    index.manifests.push(d);
+    Raw::encode(index)
+}
+
+/// Write an OCI archive (a tar of an OCI layout) of `image`, tagged `tag`.
+pub fn write_oci_archive(
+    out: &mut dyn Write,
+    tag: Option<&str>,
+    image: &Image,
+) -> Result<u64, ImageError> {
+    let mut t = TarOut { out, written: 0 };
+    t.dir("blobs")?;
+    t.dir("blobs/sha256")?;
+    for (d, b) in all_blobs(image) {
+        t.blob(&d, &b)?;
+    }
+    t.file("index.json", &index_for(image, tag).bytes)?;
+    t.file("oci-layout", OCI_LAYOUT_CONTENT)?;
+    t.finish()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifestEntry {
+    config: String,
+    repo_tags: Vec<String>,
+    layers: Vec<String>,
+}
+
+/// Write a `docker save` archive of `image`, named `name` (for `RepoTags`) when given.
+pub fn write_docker_archive(
+    out: &mut dyn Write,
+    name: Option<&RegistryRef>,
+    image: &Image,
+) -> Result<u64, ImageError> {
+    let familiar = name.map(|n| n.familiar());
+    let blob_path = |d: &Descriptor| format!("blobs/sha256/{}", d.digest.hex());
+    let manifest = vec![DockerManifestEntry {
+        config: blob_path(&image.manifest.value.config),
+        repo_tags: familiar.iter().cloned().collect(),
+        layers: image.manifest.value.layers.iter().map(blob_path).collect(),
+    }];
+    let manifest_json = serde_json::to_vec(&manifest).expect("serializable");
+
+    let mut t = TarOut { out, written: 0 };
+    t.dir("blobs")?;
+    t.dir("blobs/sha256")?;
+    for (d, b) in all_blobs(image) {
+        t.blob(&d, &b)?;
+    }
+    t.file("index.json", &index_for(image, familiar.as_deref()).bytes)?;
+    t.file("manifest.json", &manifest_json)?;
+    t.file("oci-layout", OCI_LAYOUT_CONTENT)?;
+    if let (Some(n), Some(top)) = (name, image.manifest.value.layers.last()) {
+        // Legacy loaders map repository and tag to the top layer's id.
+        let repo = familiar
+            .as_deref()
+            .and_then(|f| f.rsplit_once(':').map(|(r, _)| r.to_string()))
+            .unwrap_or_else(|| n.name());
+        let tag = n.tag_or_latest().unwrap_or("latest");
+        let repositories = serde_json::json!({ repo: { tag: top.digest.hex() } });
+        t.file(
+            "repositories",
+            &serde_json::to_vec(&repositories).expect("serializable"),
+        )?;
+    }
+    t.finish()
+}

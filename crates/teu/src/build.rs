@@ -1,0 +1,342 @@
+//! `teu build`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Serialize;
+use teu_image::{build, write_output, BuildOptions, LayerReport, OutputReport};
+use teu_layer::{Compression, Defaults};
+use teu_oci::{Digest, Platform, Reference};
+use teu_spec::{check_dest, Item, LayerSpec, MetaOverride, Spec};
+use teu_store::Store;
+
+use crate::report::bytes;
+use crate::UsageError;
+
+/// The output used when no --output is given.
+pub const DEFAULT_OUTPUT: &str = "oci:teu-out";
+
+#[derive(Args)]
+#[command(
+    about = "Build an image from a teu.toml spec or from flags",
+    long_about = "Build an image from a teu.toml spec (see docs/spec.md) or, for one-off use, from flags. \
+Layers are built deterministically: the same inputs give the same digest on any machine, in any \
+directory, under any umask, clock, locale or thread count.\n\n\
+The image digest is printed alone on the last line of stdout; a summary goes to stderr.",
+    after_help = "Examples:\n  \
+teu build                                  # ./teu.toml, written to oci:teu-out:latest\n  \
+teu build examples/hello -o oci:out:v1     # a spec directory, to a layout tagged v1\n  \
+teu build app/teu.toml -o oci-archive:app.tar -o docker-archive:app-docker.tar:app:1\n  \
+teu build --base oci:base:3.20 --copy ./bin/app:/usr/local/bin/app --entrypoint /usr/local/bin/app -o oci:out\n  \
+SOURCE_DATE_EPOCH=1700000000 teu build --json\n\n\
+Outputs: oci:DIR[:TAG] (default tag latest; other images in the layout are kept), \
+oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] (for docker load / podman load).\n\
+Without --output the image goes to oci:teu-out:latest in the current directory.\n\n\
+Environment: SOURCE_DATE_EPOCH sets every timestamp (default 0); TEU_HOME sets the store \
+(default ~/.cache/teu); TEU_JOBS the compression threads."
+)]
+pub struct BuildArgs {
+    /// A teu.toml file, or a directory holding one (default: ./teu.toml, unless --copy is given)
+    spec: Option<PathBuf>,
+
+    /// Base image: scratch or oci:DIR[:TAG] (overrides the spec's image.base)
+    #[arg(long, value_name = "REF")]
+    base: Option<String>,
+
+    /// Add SRC (file or directory) at DEST in an extra layer, with Dockerfile COPY semantics; repeatable
+    #[arg(long = "copy", value_name = "SRC:DEST")]
+    copies: Vec<String>,
+
+    /// Entrypoint: a JSON array (["/app","--flag"]) or a single program path
+    #[arg(long, value_name = "ARGS")]
+    entrypoint: Option<String>,
+
+    /// Default arguments: a JSON array or a single argument
+    #[arg(long, value_name = "ARGS")]
+    cmd: Option<String>,
+
+    /// Environment variable KEY=VALUE; repeatable
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+
+    /// Working directory
+    #[arg(long)]
+    workdir: Option<String>,
+
+    /// User (name, uid or uid:gid)
+    #[arg(long)]
+    user: Option<String>,
+
+    /// Config label KEY=VALUE; repeatable
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+
+    /// Manifest annotation KEY=VALUE; repeatable
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    annotations: Vec<String>,
+
+    /// Exposed port PORT[/tcp|udp|sctp]; repeatable
+    #[arg(long = "expose", value_name = "PORT")]
+    expose: Vec<String>,
+
+    /// Volume path; repeatable
+    #[arg(long = "volume", value_name = "PATH")]
+    volumes: Vec<String>,
+
+    /// Layer compression: gzip, zstd or none, optionally with a level (zstd:9)
+    #[arg(long, value_name = "ALGO[:LEVEL]")]
+    compression: Option<String>,
+
+    /// Platform os/arch[/variant] (default: the spec's, else the host's)
+    #[arg(long)]
+    platform: Option<String>,
+
+    /// Where to write the image; repeatable (default: oci:teu-out:latest)
+    #[arg(short, long = "output", value_name = "REF")]
+    outputs: Vec<String>,
+
+    /// Also write the image digest to FILE
+    #[arg(long, value_name = "FILE")]
+    digest_file: Option<PathBuf>,
+
+    /// Print a JSON report on stdout instead of the digest
+    #[arg(long)]
+    json: bool,
+
+    /// Compression threads (default: the number of CPUs); the output does not depend on it
+    #[arg(short, long, env = "TEU_JOBS")]
+    jobs: Option<usize>,
+
+    /// Print nothing on stderr unless there is an error
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    digest: Digest,
+    media_type: &'a str,
+    size: u64,
+    platform: String,
+    base: Option<Digest>,
+    layers: &'a [LayerReport],
+    outputs: &'a [OutputReport],
+    bytes_written: u64,
+}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+fn key_value(flag: &str, s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(usage(format!("{flag} {s:?}: expected KEY=VALUE"))),
+    }
+}
+
+fn args_list(flag: &str, s: &str) -> Result<Vec<String>> {
+    if s.trim_start().starts_with('[') {
+        serde_json::from_str(s)
+            .map_err(|e| usage(format!("{flag} {s:?}: not a JSON array of strings: {e}")))
+    } else {
+        Ok(vec![s.to_string()])
+    }
+}
+
+fn load_spec(args: &BuildArgs) -> Result<Spec> {
+    let file = match &args.spec {
+        Some(p) if p.is_dir() => Some(p.join("teu.toml")),
+        Some(p) => Some(p.clone()),
+        None if args.copies.is_empty() => Some(PathBuf::from("teu.toml")),
+        None => None,
+    };
+    match file {
+        Some(f) => {
+            if !f.exists() {
+                return Err(usage(format!(
+                    "no spec at {} (give a teu.toml or its directory, or build from flags with --copy SRC:DEST)",
+                    f.display()
+                )));
+            }
+            Ok(Spec::load(&f)?)
+        }
+        None => Ok(Spec::empty(Path::new("."), "command line")),
+    }
+}
+
+/// Apply flags on top of the spec: flags win.
+fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
+    if let Some(b) = &args.base {
+        let r: Reference = b.parse().map_err(|e| usage(format!("--base: {e}")))?;
+        spec.base = Some((r, spec_origin("--base")));
+    }
+    if let Some(c) = &args.compression {
+        spec.compression = c
+            .parse::<Compression>()
+            .map_err(|e| usage(format!("--compression: {e}")))?;
+        for l in &mut spec.layers {
+            l.compression = None;
+        }
+    }
+    if let Some(p) = &args.platform {
+        spec.platform = Some(
+            p.parse::<Platform>()
+                .map_err(|e| usage(format!("--platform: {e}")))?,
+        );
+    }
+    let c = &mut spec.config;
+    if let Some(e) = &args.entrypoint {
+        c.entrypoint = Some(args_list("--entrypoint", e)?);
+    }
+    if let Some(e) = &args.cmd {
+        c.cmd = Some(args_list("--cmd", e)?);
+    }
+    for e in &args.env {
+        let (k, v) = key_value("--env", e)?;
+        c.env.insert(k, v);
+    }
+    if let Some(w) = &args.workdir {
+        c.workdir = Some(w.clone());
+    }
+    if let Some(u) = &args.user {
+        c.user = Some(u.clone());
+    }
+    for l in &args.labels {
+        let (k, v) = key_value("--label", l)?;
+        c.labels.insert(k, v);
+    }
+    for a in &args.annotations {
+        let (k, v) = key_value("--annotation", a)?;
+        spec.annotations.insert(k, v);
+    }
+    c.exposed_ports.extend(args.expose.iter().cloned());
+    c.volumes.extend(args.volumes.iter().cloned());
+
+    if !args.copies.is_empty() {
+        let mut items = Vec::new();
+        for cp in &args.copies {
+            let (src, dest) = cp
+                .rsplit_once(':')
+                .filter(|(s, d)| !s.is_empty() && !d.is_empty())
+                .ok_or_else(|| usage(format!("--copy {cp:?}: expected SRC:DEST")))?;
+            check_dest(dest, true).map_err(|e| usage(format!("--copy {cp:?}: {e}")))?;
+            items.push(Item::Copy {
+                src: PathBuf::from(src),
+                dest: dest.to_string(),
+                meta: MetaOverride::default(),
+                exclude: None,
+                follow_symlinks: false,
+                origin: spec_origin(&format!("--copy {cp}")),
+            });
+        }
+        spec.layers.push(LayerSpec {
+            name: "files".to_string(),
+            compression: None,
+            items,
+            origin: spec_origin("--copy"),
+        });
+    }
+    Ok(())
+}
+
+fn spec_origin(what: &str) -> teu_layer::Origin {
+    std::sync::Arc::from(format!("command line: {what}"))
+}
+
+pub fn run(args: BuildArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let outputs: Vec<Reference> = if args.outputs.is_empty() {
+        vec![DEFAULT_OUTPUT.parse().expect("valid default")]
+    } else {
+        args.outputs
+            .iter()
+            .map(|o| {
+                o.parse::<Reference>()
+                    .map_err(|e| usage(format!("--output: {e}")))
+            })
+            .collect::<Result<_>>()?
+    };
+    if args.jobs == Some(0) {
+        return Err(usage("--jobs must be at least 1"));
+    }
+    let mut spec = load_spec(&args)?;
+    apply_flags(&mut spec, &args)?;
+
+    let defaults = Defaults::from_env().map_err(anyhow::Error::msg)?;
+    let store_root = Store::default_root();
+    let store = Store::open(&store_root)
+        .with_context(|| format!("opening the store at {}", store_root.display()))?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let opts = BuildOptions {
+        store,
+        jobs,
+        platform: None,
+        defaults,
+    };
+    let say = |line: String| {
+        if !args.quiet {
+            eprintln!("{line}");
+        }
+    };
+    let built = build(&spec, &opts)?;
+    let image = &built.image;
+    match &spec.base {
+        Some((r, _)) if *r != Reference::Scratch => say(format!(
+            "teu: base {r} ({})",
+            built.base.as_ref().map(|d| d.short()).unwrap_or_default()
+        )),
+        _ => say("teu: base scratch".to_string()),
+    }
+    for l in &built.layers {
+        say(format!(
+            "teu: layer {:?}: {} entries, {} tar -> {} {}",
+            l.name,
+            l.entries,
+            bytes(l.uncompressed_size),
+            bytes(l.size),
+            l.digest.short()
+        ));
+    }
+    let mut reports = Vec::new();
+    for out in &outputs {
+        let r = write_output(out, image).with_context(|| format!("writing {out}"))?;
+        say(format!(
+            "teu: wrote {} ({} new)",
+            r.output,
+            bytes(r.bytes_written)
+        ));
+        reports.push(r);
+    }
+    let digest = image.digest();
+    if let Some(f) = &args.digest_file {
+        teu_store::atomic::write_file(f, format!("{digest}\n").as_bytes())
+            .with_context(|| format!("writing the digest file {}", f.display()))?;
+    }
+    say(format!(
+        "teu: image {digest} ({}) in {:.2}s",
+        image.config.value.platform(),
+        started.elapsed().as_secs_f64()
+    ));
+    if args.json {
+        let report = JsonReport {
+            digest: digest.clone(),
+            media_type: image.manifest_media_type(),
+            size: image.manifest.bytes.len() as u64,
+            platform: image.config.value.platform().to_string(),
+            base: built.base.clone(),
+            layers: &built.layers,
+            outputs: &reports,
+            bytes_written: reports.iter().map(|r| r.bytes_written).sum(),
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{digest}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

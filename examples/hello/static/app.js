@@ -1,0 +1,2 @@
+document.querySelector("h1").title = "built reproducibly";
+//# sourceMappingURL=app.js.map
