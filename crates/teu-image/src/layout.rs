@@ -125,8 +125,18 @@ pub(crate) fn read_verified(
         ));
     }
     let mut bytes = Vec::with_capacity(desc.size as usize);
-    source
-        .open(&desc.digest)?
+    let reader = source.open(&desc.digest).map_err(|e| {
+        invalid(
+            format!(
+                "{} {} in {}",
+                kind_of(&desc.media_type),
+                desc.digest,
+                source.name()
+            ),
+            format!("cannot be read: {e}"),
+        )
+    })?;
+    reader
         .take(desc.size + 1)
         .read_to_end(&mut bytes)
         .map_err(io_err(format!("{} in {}", desc.digest, source.name())))?;
@@ -140,6 +150,16 @@ pub(crate) fn read_verified(
         });
     }
     Ok(bytes)
+}
+
+fn kind_of(mt: &str) -> &'static str {
+    if media_type::is_index(mt) {
+        "index"
+    } else if media_type::is_manifest(mt) {
+        "manifest"
+    } else {
+        "blob"
+    }
 }
 
 fn resolve(
