@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use teu_layer::{
-    build_layer, build_layer_from_tar, path as lpath,
-    source::{add_copy, add_tar, open_decompressed, CopyOptions},
+    path as lpath,
+    source::{add_copy, add_tar, CopyOptions},
     Compression, Defaults, Entry, Kind, LayerError, LayerOptions, LayerTree, Meta, PipelineError,
 };
 use teu_oci::{
@@ -30,6 +30,8 @@ pub struct BuildOptions {
     /// Overrides the spec's platform.
     pub platform: Option<Platform>,
     pub defaults: Defaults,
+    /// Build every layer from scratch: neither read nor write the layer cache.
+    pub no_cache: bool,
 }
 
 /// One built layer, for summaries and `--json`.
@@ -42,6 +44,8 @@ pub struct LayerReport {
     pub uncompressed_size: u64,
     pub media_type: String,
     pub entries: usize,
+    /// Taken from the layer cache instead of built.
+    pub cached: bool,
 }
 
 pub struct BuildReport {
@@ -89,7 +93,8 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
     let mut reports = Vec::new();
     for layer in &spec.layers {
         let compression = layer.compression.unwrap_or(spec.compression);
-        let (built, entries) = build_one(layer, compression, opts)?;
+        let (cached, entries) = build_one(layer, compression, opts)?;
+        let built = cached.layer;
         reports.push(LayerReport {
             name: layer.name.clone(),
             digest: built.digest.clone(),
@@ -98,6 +103,7 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
             uncompressed_size: built.uncompressed_size,
             media_type: built.media_type.to_string(),
             entries,
+            cached: cached.hit,
         });
         layers.push(Layer {
             descriptor: Descriptor::new(built.media_type, built.digest, built.size),
@@ -296,7 +302,7 @@ fn build_one(
     layer: &LayerSpec,
     compression: Compression,
     opts: &BuildOptions,
-) -> Result<(teu_layer::BuiltLayer, usize), BuildError> {
+) -> Result<(teu_layer::cache::Cached, usize), BuildError> {
     let lopts = LayerOptions {
         compression,
         jobs: opts.jobs,
@@ -308,12 +314,7 @@ fn build_one(
         ..
     }] = layer.items.as_slice()
     {
-        let mut reader = open_decompressed(src).map_err(|source| LayerError::Io {
-            origin: origin.clone(),
-            path: src.display().to_string(),
-            source,
-        })?;
-        let built = build_layer_from_tar(&mut reader, origin, &lopts, &opts.store)?;
+        let built = crate::cached::tar_layer(src, origin, &lopts, opts, layer)?;
         return Ok((built, 0));
     }
     let d = &opts.defaults;
@@ -389,7 +390,7 @@ fn build_one(
         }
     }
     let entries = tree.finish(d)?;
-    let built = build_layer(&entries, &lopts, &opts.store)?;
+    let built = crate::cached::entries_layer(&entries, &lopts, opts, layer)?;
     Ok((built, entries.len()))
 }
 

@@ -10,11 +10,12 @@
 //! - [`layout`]: OCI image layouts, as a source (bases) and as a sink.
 //! - [`archive`]: `oci-archive` and `docker-archive` sinks.
 //! - [`sink`]: writing an image to any output reference, atomically.
-//! - [`build`]: a [`teu_spec::Spec`] to an [`Image`], through the layer pipeline.
+//! - [`build`]: a [`teu_spec::Spec`] to an [`Image`], through the layer cache and pipeline.
 
 pub mod archive;
 pub mod blob;
 pub mod build;
+mod cached;
 pub mod image;
 pub mod layout;
 pub mod sink;

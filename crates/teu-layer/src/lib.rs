@@ -13,8 +13,11 @@
 //! - [`pipeline`]: one streaming pass from entries to a stored blob: tar, hash the tar
 //!   (diff_id), compress segments in parallel, hash the blob (digest), write, fsync, rename.
 //!
+//! - [`cache`]: the layer cache (keys over headers and content hashes, the stat cache).
+//!
 //! Everything here is teu's own craft; the crate doc of each module says why.
 
+pub mod cache;
 pub mod compress;
 pub mod entry;
 pub mod path;

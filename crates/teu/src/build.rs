@@ -30,6 +30,7 @@ The image digest is printed alone on the last line of stdout; a summary goes to 
 teu build                                  # ./teu.toml, written to oci:teu-out:latest\n  \
 teu build examples/hello -o oci:out:v1     # a spec directory, to a layout tagged v1\n  \
 teu build app/teu.toml -o oci-archive:app.tar -o docker-archive:app-docker.tar:app:1\n  \
+teu build --no-cache                       # rebuild every layer from scratch (same digest)\n  \
 teu build --base oci:base:3.20 --copy ./bin/app:/usr/local/bin/app --entrypoint /usr/local/bin/app -o oci:out\n  \
 SOURCE_DATE_EPOCH=1700000000 teu build --json\n\n\
 Outputs: oci:DIR[:TAG] (default tag latest; other images in the layout are kept), \
@@ -109,6 +110,10 @@ pub struct BuildArgs {
     /// Compression threads (default: the number of CPUs); the output does not depend on it
     #[arg(short, long, env = "TEU_JOBS")]
     jobs: Option<usize>,
+
+    /// Build every layer from scratch, without reading or writing the layer cache
+    #[arg(long)]
+    no_cache: bool,
 
     /// Print nothing on stderr unless there is an error
     #[arg(short, long)]
@@ -278,6 +283,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         jobs,
         platform: None,
         defaults,
+        no_cache: args.no_cache,
     };
     let say = |line: String| {
         if !args.quiet {
@@ -295,12 +301,13 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     }
     for l in &built.layers {
         say(format!(
-            "teu: layer {:?}: {} entries, {} tar -> {} {}",
+            "teu: layer {:?}: {} entries, {} tar -> {} {}{}",
             l.name,
             l.entries,
             bytes(l.uncompressed_size),
             bytes(l.size),
-            l.digest.short()
+            l.digest.short(),
+            if l.cached { " (cached)" } else { "" }
         ));
     }
     let mut reports = Vec::new();

@@ -1,0 +1,309 @@
+//! The layer cache: a layer whose inputs did not change is not built again.
+//!
+//! A layer's bytes are a function of its entries (every tar header teu would write, and
+//! the content of every file), the compression algorithm, level and encoder, the segment
+//! policy and [`crate::LAYER_FORMAT_VERSION`]. The cache key is the SHA-256 of exactly
+//! that ([`key`]): the header bytes themselves are hashed, so anything that reaches a
+//! header (path, kind, mode, owner, mtime, size, link target) is in the key by
+//! construction. Content hashes come from the [`stat`] cache, so an unchanged file is
+//! stat'ed, never read.
+//!
+//! Under `$TEU_HOME/cache/`:
+//! - `layers/<key>`: a small text record of the built layer (digest, size, diff_id, tar
+//!   size, media type). A record is used only when its blob is in the store with the
+//!   recorded size, so a blob removed by `teu cache gc`/`verify` (or by hand) means a rebuild.
+//! - `stat/<scope>`: the stat cache of one layer's sources (scope: the hash of the layer's
+//!   source paths, chosen by the caller), so each build loads only what it needs.
+//!
+//! Records are written atomically (temporary file, rename) without fsync: the blob they
+//! name is already durable, and a record lost in a crash only costs a rebuild.
+//!
+//! Correctness guard: after a miss, every source file is stat'ed again, and the record is
+//! kept only if none changed while the layer was built, so a record never pairs a key
+//! with bytes from other content.
+
+pub mod key;
+pub mod stat;
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use teu_oci::Digest;
+use teu_store::Store;
+
+use crate::entry::{Content, Entry, Kind};
+use crate::path as lpath;
+use crate::pipeline::{build_layer, build_layer_from_tar, BuiltLayer, LayerOptions, PipelineError};
+use crate::source::open_decompressed;
+use stat::{FileStat, StatCache};
+
+/// The cache directory of a store.
+pub fn cache_dir(store: &Store) -> PathBuf {
+    store.root().join("cache")
+}
+
+/// A built layer, and whether it came from the cache.
+#[derive(Clone, Debug)]
+pub struct Cached {
+    pub layer: BuiltLayer,
+    pub hit: bool,
+}
+
+/// Build `entries` unless the cache holds a layer with the same key. `scope` names the
+/// stat cache to use (any stable bytes identifying the layer's sources).
+pub fn build_layer_cached(
+    entries: &[Entry],
+    opts: &LayerOptions,
+    store: &Store,
+    scope: &[u8],
+) -> Result<Cached, PipelineError> {
+    let dir = cache_dir(store);
+    let mut stats = StatCache::load(stat_file(&dir, scope));
+    let mut seen = Vec::new();
+    let hashes = content_hashes(entries, &mut stats, &mut seen, opts.jobs)?;
+    let key = key::layer_key(entries, &hashes, &opts.compression);
+    let record = dir.join("layers").join(key.hex());
+    if let Some(layer) = lookup(&record, store) {
+        save_stats(&stats, &dir)?;
+        return Ok(Cached { layer, hit: true });
+    }
+    let layer = build_layer(entries, opts, store)?;
+    if unchanged(&seen) {
+        write_record(&record, &layer)?;
+    }
+    save_stats(&stats, &dir)?;
+    Ok(Cached { layer, hit: false })
+}
+
+/// Build a layer whose tar stream is the (possibly compressed) tarball `src`, byte for
+/// byte, unless the cache has it. The key is the tarball's content hash.
+pub fn build_tar_layer_cached(
+    src: &Path,
+    origin: &str,
+    opts: &LayerOptions,
+    store: &Store,
+    scope: &[u8],
+) -> Result<Cached, PipelineError> {
+    let dir = cache_dir(store);
+    let mut stats = StatCache::load(stat_file(&dir, scope));
+    let read_err = |source| PipelineError::Read {
+        origin: origin.to_string(),
+        path: "/".to_string(),
+        source_path: src.display().to_string(),
+        source,
+    };
+    let before = FileStat::of(src).map_err(read_err)?;
+    let hash = match stats.get(src, &before) {
+        Some(h) => h,
+        None => {
+            let h = hash_reader(&mut fs::File::open(src).map_err(read_err)?).map_err(read_err)?;
+            stats.insert(src, before, h);
+            h
+        }
+    };
+    let key = key::tar_key(&hash, &opts.compression);
+    let record = dir.join("layers").join(key.hex());
+    if let Some(layer) = lookup(&record, store) {
+        save_stats(&stats, &dir)?;
+        return Ok(Cached { layer, hit: true });
+    }
+    let mut reader = open_decompressed(src).map_err(read_err)?;
+    let layer = build_layer_from_tar(&mut reader, origin, opts, store)?;
+    if FileStat::of(src).ok() == Some(before) {
+        write_record(&record, &layer)?;
+    }
+    save_stats(&stats, &dir)?;
+    Ok(Cached { layer, hit: false })
+}
+
+fn stat_file(dir: &Path, scope: &[u8]) -> PathBuf {
+    dir.join("stat").join(Digest::of(scope).hex())
+}
+
+fn save_stats(stats: &StatCache, dir: &Path) -> Result<(), PipelineError> {
+    stats.save().map_err(|e| cache_io(&dir.join("stat"), e))
+}
+
+fn cache_io(path: &Path, e: io::Error) -> PipelineError {
+    PipelineError::Write(io::Error::new(
+        e.kind(),
+        format!("layer cache {}: {e}", path.display()),
+    ))
+}
+
+/// The content hash of every file entry (`None` for other kinds), from the stat cache
+/// where it can be trusted, else by reading the file, on up to `jobs` threads.
+/// `seen` collects (path, stat) of every source file, to check after the build.
+fn content_hashes(
+    entries: &[Entry],
+    stats: &mut StatCache,
+    seen: &mut Vec<(PathBuf, FileStat)>,
+    jobs: usize,
+) -> Result<Vec<Option<[u8; 32]>>, PipelineError> {
+    let mut hashes = vec![None; entries.len()];
+    let mut misses: Vec<(usize, Option<FileStat>)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let Kind::File(content) = &e.kind else {
+            continue;
+        };
+        match content {
+            Content::Path { path, .. } => {
+                let st = FileStat::of(path).map_err(|source| read_error(e, content, source))?;
+                seen.push((path.clone(), st));
+                match stats.get(path, &st) {
+                    Some(h) => hashes[i] = Some(h),
+                    None => misses.push((i, Some(st))),
+                }
+            }
+            Content::Bytes(b) => hashes[i] = Some(Sha256::digest(b).into()),
+            Content::Range { .. } => misses.push((i, None)),
+        }
+    }
+    if misses.is_empty() {
+        return Ok(hashes);
+    }
+    // Hash the misses on several threads, in interleaved shares so big and small files
+    // spread evenly; results are put back by index, so order never matters.
+    let jobs = jobs.clamp(1, misses.len());
+    type Share = Result<Vec<(usize, [u8; 32])>, PipelineError>;
+    let results: Vec<Share> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..jobs)
+            .map(|t| {
+                let misses = &misses;
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for (i, _) in misses.iter().skip(t).step_by(jobs) {
+                        let e = &entries[*i];
+                        let Kind::File(content) = &e.kind else {
+                            unreachable!("only files are hashed")
+                        };
+                        let h = content
+                            .open()
+                            .and_then(|mut r| hash_reader(&mut r))
+                            .map_err(|source| read_error(e, content, source))?;
+                        out.push((*i, h));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("hashing thread"))
+            .collect()
+    });
+    let stat_of: std::collections::HashMap<usize, FileStat> = misses
+        .iter()
+        .filter_map(|(i, st)| st.map(|st| (*i, st)))
+        .collect();
+    for r in results {
+        for (i, h) in r? {
+            hashes[i] = Some(h);
+            if let (Some(st), Kind::File(Content::Path { path, .. })) =
+                (stat_of.get(&i), &entries[i].kind)
+            {
+                // Remember it only if the file did not change while it was read.
+                if FileStat::of(path).ok().as_ref() == Some(st) {
+                    stats.insert(path, *st, h);
+                }
+            }
+        }
+    }
+    Ok(hashes)
+}
+
+fn read_error(e: &Entry, content: &Content, source: io::Error) -> PipelineError {
+    PipelineError::Read {
+        origin: e.origin.to_string(),
+        path: lpath::display(&e.path),
+        source_path: content.describe(),
+        source,
+    }
+}
+
+fn hash_reader(r: &mut dyn Read) -> io::Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(h.finalize().into()),
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn unchanged(seen: &[(PathBuf, FileStat)]) -> bool {
+    seen.iter()
+        .all(|(p, st)| FileStat::of(p).ok().as_ref() == Some(st))
+}
+
+/// A layer record, if it parses and its blob is in the store with the recorded size.
+pub fn lookup(record: &Path, store: &Store) -> Option<BuiltLayer> {
+    let layer = read_record(record)?;
+    let len = fs::metadata(store.blob_path(&layer.digest)).ok()?.len();
+    if len != layer.size {
+        return None;
+    }
+    // Used now: `teu cache gc --max-age` goes by this time.
+    if let Ok(f) = fs::File::options().write(true).open(record) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
+    Some(layer)
+}
+
+const RECORD_MAGIC: &str = "teu-layer-record 1";
+
+/// Parse a layer record (`None` if it is not one).
+pub fn read_record(record: &Path) -> Option<BuiltLayer> {
+    let text = fs::read_to_string(record).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != RECORD_MAGIC {
+        return None;
+    }
+    let mut field = |name: &str| {
+        lines
+            .next()
+            .and_then(|l| l.strip_prefix(name))
+            .and_then(|l| l.strip_prefix(' '))
+            .map(str::to_string)
+    };
+    let digest: Digest = field("digest")?.parse().ok()?;
+    let size: u64 = field("size")?.parse().ok()?;
+    let diff_id: Digest = field("diff_id")?.parse().ok()?;
+    let uncompressed_size: u64 = field("uncompressed_size")?.parse().ok()?;
+    let media_type = field("media_type")?;
+    let media_type = [
+        teu_oci::media_type::OCI_LAYER_GZIP,
+        teu_oci::media_type::OCI_LAYER_ZSTD,
+        teu_oci::media_type::OCI_LAYER_TAR,
+    ]
+    .into_iter()
+    .find(|m| *m == media_type)?;
+    Some(BuiltLayer {
+        digest,
+        size,
+        diff_id,
+        uncompressed_size,
+        media_type,
+    })
+}
+
+fn write_record(record: &Path, layer: &BuiltLayer) -> Result<(), PipelineError> {
+    let text = format!(
+        "{RECORD_MAGIC}\ndigest {}\nsize {}\ndiff_id {}\nuncompressed_size {}\nmedia_type {}\n",
+        layer.digest, layer.size, layer.diff_id, layer.uncompressed_size, layer.media_type
+    );
+    let dir = record.parent().expect("records live in a directory");
+    let write = || -> io::Result<()> {
+        fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::Builder::new().prefix(".rec-").tempfile_in(dir)?;
+        io::Write::write_all(&mut tmp, text.as_bytes())?;
+        tmp.persist(record).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().map_err(|e| cache_io(record, e))
+}
