@@ -9,6 +9,7 @@
 //! - [`blob`]: blob sources.
 //! - [`layout`]: OCI image layouts, as a source (bases) and as a sink.
 //! - [`archive`]: `oci-archive` and `docker-archive` sinks.
+//! - [`maintain`]: `teu cache du | gc | verify`, and the roots that keep outputs' blobs.
 //! - [`sink`]: writing an image to any output reference, atomically.
 //! - [`build`]: a [`teu_spec::Spec`] to an [`Image`], through the layer cache and pipeline.
 
@@ -18,6 +19,7 @@ pub mod build;
 mod cached;
 pub mod image;
 pub mod layout;
+pub mod maintain;
 pub mod sink;
 mod time;
 

@@ -313,6 +313,8 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let mut reports = Vec::new();
     for out in &outputs {
         let r = write_output(out, image).with_context(|| format!("writing {out}"))?;
+        teu_image::maintain::record_root(&opts.store, out, image)
+            .with_context(|| format!("recording {out} as a gc root"))?;
         say(format!(
             "teu: wrote {} ({} new)",
             r.output,

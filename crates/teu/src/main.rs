@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 failure (bad input, I/O, a build error), 2 command-line usage.
 
 mod build;
+mod cache;
 mod report;
 
 use std::process::ExitCode;
@@ -26,9 +27,12 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the biggest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     Build(build::BuildArgs),
+    Cache(cache::CacheArgs),
 }
 
 /// An error in how teu was called (exit code 2), as opposed to a failure doing the work.
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => build::run(args),
+        Command::Cache(args) => cache::run(args),
     };
     match result {
         Ok(code) => code,

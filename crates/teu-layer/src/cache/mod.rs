@@ -248,9 +248,13 @@ pub fn lookup(record: &Path, store: &Store) -> Option<BuiltLayer> {
     if len != layer.size {
         return None;
     }
-    // Used now: `teu cache gc --max-age` goes by this time.
-    if let Ok(f) = fs::File::options().write(true).open(record) {
-        let _ = f.set_modified(std::time::SystemTime::now());
+    // Used now: `teu cache gc` goes by these times (least recently used first). Setting
+    // a time needs ownership, not write access, so the files are opened read-only.
+    let now = std::time::SystemTime::now();
+    for p in [record, &store.blob_path(&layer.digest)] {
+        if let Ok(f) = fs::File::open(p) {
+            let _ = f.set_modified(now);
+        }
     }
     Some(layer)
 }
