@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Print the benchmark table (markdown) from bench/run.sh's results directory."""
+import json
+import os
+import sys
+
+results, corpus = sys.argv[1], sys.argv[2]
+
+
+def median(name):
+    p = os.path.join(results, name + ".json")
+    if not os.path.exists(p):
+        return None
+    return json.load(open(p))["results"][0]["median"]
+
+
+def ms(v):
+    return "n/a" if v is None else f"{v * 1000:.0f} ms" if v >= 0.1 else f"{v * 1000:.1f} ms"
+
+
+def ratio(a, b):
+    return None if a is None or b is None else a / b
+
+
+def fmt_ratio(r):
+    return "n/a" if r is None else f"{r:.2f}x"
+
+
+def files_and_mb(name):
+    n, total = 0, 0
+    for line in open(os.path.join(corpus, name + ".list")):
+        n += 1
+        total += int(line.split("\t")[1])
+    return n, total / 1e6
+
+
+umoci = median("umoci-insert")
+buildah = median("buildah")
+floors = {"zstd": median("floor-zstd"), "gzip": median("floor-pigz")}
+sizes = dict(line.split() for line in open(os.path.join(results, "sizes.txt")))
+sizes = {k: int(v) for k, v in sizes.items()}
+
+app_n, app_mb = files_and_mb("app")
+base_n, base_mb = files_and_mb("base")
+print(f"Corpus: app {app_n} files / {app_mb:.1f} MB, base {base_n} files / {base_mb:.1f} MB.\n")
+print("| scenario | teu | umoci insert | buildah | floor | teu / umoci | teu / floor |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+goals = []
+for algo in ["gzip", "zstd"]:
+    floor_name = "tar \\| pigz -6" if algo == "gzip" else "tar \\| zstd -3 -T0"
+    for scen in ["cold", "noop", "onefile"]:
+        t = median(f"teu-{scen}-{algo}")
+        floor = floors[algo] if scen == "cold" else None
+        print(
+            f"| {scen} {algo} | {ms(t)} | {ms(umoci)} | {ms(buildah)} | "
+            f"{ms(floor) + ' (' + floor_name + ')' if floor else ''} | "
+            f"{fmt_ratio(ratio(t, umoci))} | {fmt_ratio(ratio(t, floor)) if floor else ''} |"
+        )
+    goals.append((f"no-op {algo} <= 0.10x umoci insert", ratio(median(f"teu-noop-{algo}"), umoci), 0.10))
+    goals.append((f"no-op {algo} <= 20 ms (stretch)", median(f"teu-noop-{algo}"), 0.020))
+    goals.append((f"one file {algo} <= 0.25x umoci insert", ratio(median(f"teu-onefile-{algo}"), umoci), 0.25))
+goals.append(("cold zstd <= 1.2x tar|zstd -3 -T0", ratio(median("teu-cold-zstd"), floors["zstd"]), 1.2))
+goals.append(("cold gzip <= 0.6x tar|pigz -6", ratio(median("teu-cold-gzip"), floors["gzip"]), 0.6))
+
+print("\n| layer size | bytes | vs one stream |")
+print("| --- | --- | --- |")
+print(f"| tar | {sizes['tar']:,} | |")
+for name, ref in [("gzip-6", None), ("pigz-6", None), ("teu-gzip", "gzip-6"), ("zstd-3", None), ("teu-zstd", "zstd-3")]:
+    rel = f"{(sizes[name] / sizes[ref] - 1) * 100:+.2f}%" if ref else ""
+    print(f"| {name} | {sizes[name]:,} | {rel} |")
+    if ref:
+        goals.append((f"{name} size within 3% of {ref}", sizes[name] / sizes[ref] - 1, 0.03))
+
+print("\n| goal | measured | holds |")
+print("| --- | --- | --- |")
+for what, value, limit in goals:
+    if value is None:
+        print(f"| {what} | n/a | n/a |")
+        continue
+    shown = f"{value * 100:+.2f}%" if "size" in what else (ms(value) if "ms" in what else f"{value:.3f}x")
+    print(f"| {what} | {shown} | {'yes' if value <= limit else 'NO'} |")
