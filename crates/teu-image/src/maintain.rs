@@ -10,8 +10,9 @@
 //! `gc` removes unpinned blobs last used before `max_age`, then, oldest first, more
 //! unpinned blobs until the store fits `max_size`; blobs written in the last
 //! [`GRACE`] are never removed, because a build running now may be about to name them.
-//! Layer records whose blob is gone, stat caches unused for `max_age` and temporary
-//! files older than [`GRACE`] go too.
+//! Cached compressed segments are aged and counted the same way (they are never pinned:
+//! losing one costs a recompression). Layer records whose blob is gone, stat caches
+//! unused for `max_age` and temporary files older than [`GRACE`] go too.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -161,6 +162,8 @@ pub struct Usage {
     pub pinned_blobs: u64,
     pub pinned_bytes: u64,
     pub layer_records: u64,
+    pub segments: u64,
+    pub segment_bytes: u64,
     pub stat_caches: u64,
     pub stat_cache_bytes: u64,
     pub roots: u64,
@@ -177,6 +180,7 @@ pub fn du(store: &Store) -> Result<Usage, ImageError> {
         .collect();
     let cache = teu_layer::cache::cache_dir(store);
     let stat = files_in(&cache.join("stat"));
+    let segments = files_in(&cache.join("segments"));
     let tmp = files_in(&store.root().join("tmp"));
     Ok(Usage {
         root: store.root().to_path_buf(),
@@ -185,6 +189,8 @@ pub fn du(store: &Store) -> Result<Usage, ImageError> {
         pinned_blobs: pinned.len() as u64,
         pinned_bytes: pinned.iter().map(|b| b.size).sum(),
         layer_records: files_in(&cache.join("layers")).len() as u64,
+        segments: segments.len() as u64,
+        segment_bytes: segments.iter().map(|f| f.1).sum(),
         stat_caches: stat.len() as u64,
         stat_cache_bytes: stat.iter().map(|f| f.1).sum(),
         roots: files_in(&roots_dir(store)).len() as u64,
@@ -209,6 +215,8 @@ pub struct GcReport {
     pub kept_blobs: u64,
     pub kept_bytes: u64,
     pub pinned_blobs: u64,
+    pub removed_segments: u64,
+    pub kept_segments: u64,
     pub removed_layer_records: u64,
     pub removed_stat_caches: u64,
     pub removed_tmp_files: u64,
@@ -221,6 +229,19 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport, ImageError> {
     let age = |t: SystemTime| now.duration_since(t).unwrap_or_default();
     let keep = pinned(store, opts.dry_run)?;
     let mut all = blobs(store)?;
+    // Cached segments age and count toward the size like blobs, but nothing pins them.
+    let segment_dir = teu_layer::cache::cache_dir(store).join("segments");
+    let segments: Vec<BlobFile> = files_in(&segment_dir)
+        .into_iter()
+        .map(|(path, size, used)| BlobFile {
+            digest: None,
+            path,
+            size,
+            used,
+        })
+        .collect();
+    let segment_count = segments.len();
+    all.extend(segments);
     // Least recently used first.
     all.sort_by_key(|b| b.used);
     let mut report = GcReport {
@@ -243,12 +264,23 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport, ImageError> {
     };
     for b in &all {
         let is_pinned = b.digest.as_ref().is_some_and(|d| keep.contains(d));
+        let is_segment = b.path.starts_with(&segment_dir);
         let collectable = !is_pinned && age(b.used) >= GRACE;
         let too_old = opts.max_age.is_some_and(|m| age(b.used) >= m);
         let too_big = opts.max_size.is_some_and(|m| total > m);
         if collectable && (too_old || too_big) {
-            remove(b, &mut report)?;
+            if is_segment {
+                if !opts.dry_run {
+                    let _ = fs::remove_file(&b.path);
+                }
+                report.removed_segments += 1;
+                report.removed_bytes += b.size;
+            } else {
+                remove(b, &mut report)?;
+            }
             total -= b.size;
+        } else if is_segment {
+            report.kept_segments += 1;
         } else {
             if is_pinned {
                 report.pinned_blobs += 1;
@@ -258,6 +290,10 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport, ImageError> {
         }
     }
 
+    debug_assert_eq!(
+        report.removed_segments + report.kept_segments,
+        segment_count as u64
+    );
     let cache = teu_layer::cache::cache_dir(store);
     for (path, _, _) in files_in(&cache.join("layers")) {
         let stale = match teu_layer::cache::read_record(&path) {

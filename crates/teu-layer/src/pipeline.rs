@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use teu_oci::{Digest, Sha256Writer};
 use teu_store::{Store, StoreError};
 
+use crate::cache::segments::SegmentCache;
 use crate::compress::{Compression, SegmentPolicy};
 use crate::entry::{Entry, Kind};
 use crate::path;
@@ -70,8 +71,20 @@ pub fn build_layer(
     opts: &LayerOptions,
     store: &Store,
 ) -> Result<BuiltLayer, PipelineError> {
+    build_layer_with(entries, opts, store, None)
+}
+
+/// [`build_layer`], taking compressed segments from (and adding them to) `segments`.
+pub fn build_layer_with(
+    entries: &[Entry],
+    opts: &LayerOptions,
+    store: &Store,
+    segments: Option<&SegmentCache>,
+) -> Result<BuiltLayer, PipelineError> {
     let policy = opts.compression.segment_policy();
-    run(opts, store, |sink| write_tar(entries, sink, policy))
+    run(opts, store, segments, |sink| {
+        write_tar(entries, sink, policy)
+    })
 }
 
 /// Build a layer whose tar stream is `tar`, byte for byte (a tarball imported with
@@ -82,8 +95,19 @@ pub fn build_layer_from_tar(
     opts: &LayerOptions,
     store: &Store,
 ) -> Result<BuiltLayer, PipelineError> {
+    build_layer_from_tar_with(tar, origin, opts, store, None)
+}
+
+/// [`build_layer_from_tar`], taking compressed segments from (and adding them to) `segments`.
+pub fn build_layer_from_tar_with(
+    tar: &mut dyn Read,
+    origin: &str,
+    opts: &LayerOptions,
+    store: &Store,
+    segments: Option<&SegmentCache>,
+) -> Result<BuiltLayer, PipelineError> {
     let policy = opts.compression.segment_policy();
-    run(opts, store, |sink| {
+    run(opts, store, segments, |sink| {
         let mut out = Hashing {
             hash: Sha256Writer::new(()),
             sink,
@@ -114,6 +138,7 @@ pub fn build_layer_from_tar(
 fn run(
     opts: &LayerOptions,
     store: &Store,
+    segments: Option<&SegmentCache>,
     produce: impl FnOnce(&mut dyn TarSink) -> Result<(Digest, u64), PipelineError>,
 ) -> Result<BuiltLayer, PipelineError> {
     let media_type = opts.compression.media_type();
@@ -144,7 +169,11 @@ fn run(
             scope.spawn(move || loop {
                 let job = job_rx.lock().expect("job queue").recv();
                 let Ok((data, done)) = job else { break };
-                let _ = done.send(compression.compress_segment(&data));
+                let compressed = match segments {
+                    Some(cache) => cache.compress(&compression, &data),
+                    None => compression.compress_segment(&data),
+                };
+                let _ = done.send(compressed);
             });
         }
         let (order_tx, order_rx) = sync_channel::<Receiver<Vec<u8>>>(in_flight);

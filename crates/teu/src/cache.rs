@@ -132,6 +132,7 @@ pub fn run(args: CacheArgs) -> Result<ExitCode> {
                     bytes(u.pinned_bytes)
                 );
                 println!("layer cache  {} records", u.layer_records);
+                println!("segments     {} ({})", u.segments, bytes(u.segment_bytes));
                 println!(
                     "stat caches  {} ({})",
                     u.stat_caches,
@@ -171,8 +172,9 @@ pub fn run(args: CacheArgs) -> Result<ExitCode> {
             } else {
                 let verb = if dry_run { "would remove" } else { "removed" };
                 println!(
-                    "teu cache gc: {verb} {} blobs ({}), {} layer records, {} stat caches, {} temporary files; kept {} blobs ({}), {} pinned",
+                    "teu cache gc: {verb} {} blobs and {} segments ({}), {} layer records, {} stat caches, {} temporary files; kept {} blobs ({}), {} pinned",
                     r.removed_blobs,
+                    r.removed_segments,
                     bytes(r.removed_bytes),
                     r.removed_layer_records,
                     r.removed_stat_caches,

@@ -372,3 +372,67 @@ fn real_tools_read_every_segmented_layer() {
         );
     }
 }
+
+fn segment_files(home: &Path) -> std::collections::BTreeSet<std::ffi::OsString> {
+    match fs::read_dir(home.join("cache/segments")) {
+        Ok(rd) => rd.map(|e| e.unwrap().file_name()).collect(),
+        Err(_) => Default::default(),
+    }
+}
+
+/// Segment boundaries depend only on entries: after a one-file change, or a file added
+/// elsewhere in the tree, all but the segment(s) around it come from the segment cache,
+/// and the layer is still exactly the --no-cache layer.
+#[test]
+fn a_small_change_recompresses_only_its_segments() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    let src = t.path().join("src");
+    // ~9 MiB of text-like files in 12 directories: many 0.5-2 MiB gzip segments.
+    for i in 0..450 {
+        let body: String = (0..1000)
+            .map(|j| format!("{i} {j} {}\n", (i * 7919 + j * 104_729) % 1_000_003))
+            .collect();
+        write(
+            &src.join(format!("app/d{:02}/f{i:04}.txt", i % 12)),
+            body.as_bytes(),
+        );
+    }
+    write(
+        &src.join("teu.toml"),
+        b"[[layer]]\nname = \"app\"\ncopy = [{ src = \"app\", dest = \"/app/\" }]\n",
+    );
+    build(&home, &src, &[]);
+    let before = segment_files(&home);
+    assert!(
+        before.len() >= 5,
+        "expected many segments, got {}",
+        before.len()
+    );
+
+    type Change = (&'static str, fn(&Path));
+    let changes: [Change; 2] = [
+        ("one file changed", |s| {
+            fs::write(s.join("app/d05/f0245.txt"), b"changed\n").unwrap()
+        }),
+        ("a file added elsewhere", |s| {
+            write(&s.join("app/d09/f0009-new.txt"), b"new file\n")
+        }),
+    ];
+    let mut known = before;
+    for (what, change) in changes {
+        change(&src);
+        let got = build(&home, &src, &[]);
+        assert!(!got.cached);
+        assert_eq!(got.digest, reference(&src), "{what}");
+        let now = segment_files(&home);
+        let new: Vec<_> = now.difference(&known).collect();
+        assert!(
+            (1..=2).contains(&new.len()),
+            "{what}: {} of {} segments were recompressed",
+            new.len(),
+            now.len()
+        );
+        known = now;
+    }
+}

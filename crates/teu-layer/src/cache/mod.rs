@@ -12,6 +12,8 @@
 //! - `layers/<key>`: a small text record of the built layer (digest, size, diff_id, tar
 //!   size, media type). A record is used only when its blob is in the store with the
 //!   recorded size, so a blob removed by `teu cache gc`/`verify` (or by hand) means a rebuild.
+//! - `segments/<hash>`: compressed segments by their uncompressed bytes ([`segments`]), so
+//!   a layer that does miss recompresses only the segments whose bytes changed.
 //! - `stat/<scope>`: the stat cache of one layer's sources (scope: the hash of the layer's
 //!   source paths, chosen by the caller), so each build loads only what it needs.
 //!
@@ -23,6 +25,7 @@
 //! with bytes from other content.
 
 pub mod key;
+pub mod segments;
 pub mod stat;
 
 use std::fs;
@@ -35,8 +38,11 @@ use teu_store::Store;
 
 use crate::entry::{Content, Entry, Kind};
 use crate::path as lpath;
-use crate::pipeline::{build_layer, build_layer_from_tar, BuiltLayer, LayerOptions, PipelineError};
+use crate::pipeline::{
+    build_layer_from_tar_with, build_layer_with, BuiltLayer, LayerOptions, PipelineError,
+};
 use crate::source::open_decompressed;
+use segments::SegmentCache;
 use stat::{FileStat, StatCache};
 
 /// The cache directory of a store.
@@ -69,7 +75,7 @@ pub fn build_layer_cached(
         save_stats(&stats, &dir)?;
         return Ok(Cached { layer, hit: true });
     }
-    let layer = build_layer(entries, opts, store)?;
+    let layer = build_layer_with(entries, opts, store, Some(&SegmentCache::new(store)))?;
     if unchanged(&seen) {
         write_record(&record, &layer)?;
     }
@@ -110,7 +116,13 @@ pub fn build_tar_layer_cached(
         return Ok(Cached { layer, hit: true });
     }
     let mut reader = open_decompressed(src).map_err(read_err)?;
-    let layer = build_layer_from_tar(&mut reader, origin, opts, store)?;
+    let layer = build_layer_from_tar_with(
+        &mut reader,
+        origin,
+        opts,
+        store,
+        Some(&SegmentCache::new(store)),
+    )?;
     if FileStat::of(src).ok() == Some(before) {
         write_record(&record, &layer)?;
     }
