@@ -133,25 +133,37 @@ impl Compression {
 
     /// Compress one segment.
     pub fn compress_segment(&self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.compress_segment_into(data, &mut out);
+        out
+    }
+
+    /// Compress one segment into `out` (cleared first), so callers can reuse buffers.
+    /// The bytes are those of [`Compression::compress_segment`].
+    pub fn compress_segment_into(&self, data: &[u8], out: &mut Vec<u8>) {
+        out.clear();
         match *self {
             Compression::Gzip { level } => {
-                let mut enc = GzBuilder::new().mtime(0).operating_system(255).write(
-                    Vec::with_capacity(data.len() / 2 + 64),
-                    flate2::Compression::new(level),
-                );
+                out.reserve(data.len() / 2 + 64);
+                let mut enc = GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(&mut *out, flate2::Compression::new(level));
                 for piece in data.chunks(FEED) {
                     enc.write_all(piece).expect("writing to a Vec");
                 }
-                enc.finish().expect("writing to a Vec")
+                enc.finish().expect("writing to a Vec");
             }
             Compression::Zstd { level } => {
                 let mut c = zstd::bulk::Compressor::new(level).expect("valid zstd level");
                 c.include_checksum(false).expect("zstd parameter");
                 c.include_contentsize(true).expect("zstd parameter");
                 c.include_dictid(false).expect("zstd parameter");
-                c.compress(data).expect("zstd compression of a buffer")
+                out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+                c.compress_to_buffer(data, out)
+                    .expect("zstd compression into a buffer of compress_bound bytes");
             }
-            Compression::None => data.to_vec(),
+            Compression::None => out.extend_from_slice(data),
         }
     }
 }

@@ -60,8 +60,12 @@ pub enum PipelineError {
     Write(#[source] io::Error),
 }
 
-/// Memory for segments in flight, whatever the thread count.
-const IN_FLIGHT_BYTES: usize = 64 * 1024 * 1024;
+/// Memory for uncompressed segments in flight, whatever the thread count: the segment
+/// being filled, those queued and those being compressed all come from one pool of
+/// buffers of this total size (at least two, at most one per worker plus one), and
+/// buffers are recycled rather than freed, so the allocator never grows the heap with
+/// them. Compressed results waiting for the writer are bounded by the same count.
+const IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Build a layer from `entries` (in path order, as [`crate::LayerTree::finish`] returns
@@ -158,22 +162,51 @@ fn run(
     };
 
     let jobs = opts.jobs.max(1);
-    let in_flight = (IN_FLIGHT_BYTES / policy.max).clamp(1, jobs + 1);
+    let in_flight = (IN_FLIGHT_BYTES / policy.max).clamp(2, jobs + 1);
     let compression = opts.compression;
     std::thread::scope(|scope| {
         type Job = (Vec<u8>, SyncSender<Vec<u8>>);
         let (job_tx, job_rx) = sync_channel::<Job>(in_flight);
         let job_rx = Arc::new(Mutex::new(job_rx));
+        let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(in_flight);
+        for _ in 1..in_flight {
+            pool_tx.send(Vec::new()).expect("the pool has room");
+        }
+        // Output buffers: as many as input buffers, handed back by the writer. A worker
+        // takes one together with its job, under the queue's lock, so outputs are handed
+        // out in segment order and the writer's next segment always has one.
+        let (out_tx, out_rx) = sync_channel::<Vec<u8>>(in_flight);
+        for _ in 0..in_flight {
+            out_tx.send(Vec::new()).expect("the pool has room");
+        }
+        let out_rx = Arc::new(Mutex::new(out_rx));
         for _ in 0..jobs {
             let job_rx = Arc::clone(&job_rx);
+            let pool_tx = pool_tx.clone();
+            let out_rx = Arc::clone(&out_rx);
             scope.spawn(move || loop {
-                let job = job_rx.lock().expect("job queue").recv();
-                let Ok((data, done)) = job else { break };
-                let compressed = match segments {
-                    Some(cache) => cache.compress(&compression, &data),
-                    None => compression.compress_segment(&data),
+                let next = {
+                    let jobs = job_rx.lock().expect("job queue");
+                    match jobs.recv() {
+                        Ok(job) => out_rx
+                            .lock()
+                            .expect("output pool")
+                            .recv()
+                            .ok()
+                            .map(|o| (job, o)),
+                        Err(_) => None,
+                    }
                 };
+                let Some(((mut data, done), mut compressed)) = next else {
+                    break;
+                };
+                match segments {
+                    Some(cache) => cache.compress_into(&compression, &data, &mut compressed),
+                    None => compression.compress_segment_into(&data, &mut compressed),
+                }
                 let _ = done.send(compressed);
+                data.clear();
+                let _ = pool_tx.send(data);
             });
         }
         let (order_tx, order_rx) = sync_channel::<Receiver<Vec<u8>>>(in_flight);
@@ -183,12 +216,15 @@ fn run(
             for result in order_rx {
                 let compressed = result.recv().expect("a worker answers every job");
                 out.write_all(&compressed).map_err(PipelineError::Write)?;
+                let _ = out_tx.send(compressed);
             }
             Ok(out)
         });
 
+        drop(pool_tx);
         let mut sink = Segmenter {
             buf: Vec::with_capacity(policy.max + READ_CHUNK),
+            pool: pool_rx,
             policy,
             job_tx,
             order_tx,
@@ -237,6 +273,8 @@ impl TarSink for Direct {
 
 struct Segmenter {
     buf: Vec<u8>,
+    /// Emptied buffers back from the workers.
+    pool: Receiver<Vec<u8>>,
     policy: SegmentPolicy,
     job_tx: SyncSender<(Vec<u8>, SyncSender<Vec<u8>>)>,
     order_tx: SyncSender<Receiver<Vec<u8>>>,
@@ -257,15 +295,17 @@ impl TarSink for Segmenter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let data = std::mem::replace(
-            &mut self.buf,
-            Vec::with_capacity(self.policy.max + READ_CHUNK),
-        );
         let (done_tx, done_rx) = sync_channel(1);
         // A closed queue means the writer failed; its error is reported by the caller.
         let gone = || PipelineError::Write(io::Error::other("layer writer stopped"));
         self.order_tx.send(done_rx).map_err(|_| gone())?;
+        let data = std::mem::take(&mut self.buf);
         self.job_tx.send((data, done_tx)).map_err(|_| gone())?;
+        // Then wait for a free buffer to fill: memory stays bounded, and with two
+        // buffers both workers can be compressing while this thread waits.
+        let mut next = self.pool.recv().map_err(|_| gone())?;
+        next.reserve(self.policy.max + READ_CHUNK);
+        self.buf = next;
         Ok(())
     }
 }

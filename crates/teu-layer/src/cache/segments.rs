@@ -40,8 +40,8 @@ impl SegmentCache {
         &self.dir
     }
 
-    /// `compression.compress_segment(data)`, from the cache when it has it.
-    pub fn compress(&self, compression: &Compression, data: &[u8]) -> Vec<u8> {
+    /// `compression.compress_segment_into(data, out)`, from the cache when it has it.
+    pub fn compress_into(&self, compression: &Compression, data: &[u8], out: &mut Vec<u8>) {
         let mut h = Sha256::new();
         h.update(b"teu segment\0");
         h.update(LAYER_FORMAT_VERSION.to_le_bytes());
@@ -51,11 +51,17 @@ impl SegmentCache {
         h.update(data);
         let key = hex(&h.finalize());
         let path = self.dir.join(&key);
-        if let Some(hit) = read(&path) {
-            return hit;
+        if read(&path, out) {
+            return;
         }
-        let out = compression.compress_segment(data);
-        let _ = write(&self.dir, &path, &out);
+        compression.compress_segment_into(data, out);
+        let _ = write(&self.dir, &path, out);
+    }
+
+    /// [`SegmentCache::compress_into`] into a new buffer.
+    pub fn compress(&self, compression: &Compression, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.compress_into(compression, data, &mut out);
         out
     }
 }
@@ -64,18 +70,25 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn read(path: &std::path::Path) -> Option<Vec<u8>> {
-    let mut f = fs::File::open(path).ok()?;
-    let mut bytes = Vec::new();
-    f.read_to_end(&mut bytes).ok()?;
-    let split = bytes.len().checked_sub(32)?;
-    let sum: [u8; 32] = Sha256::digest(&bytes[..split]).into();
-    if sum[..] != bytes[split..] {
-        return None;
+/// Read a cached segment into `out`; false (and `out` cleared) if it is missing or damaged.
+fn read(path: &std::path::Path, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let Ok(mut f) = fs::File::open(path) else {
+        return false;
+    };
+    if f.read_to_end(out).is_err() || out.len() < 32 {
+        out.clear();
+        return false;
+    }
+    let split = out.len() - 32;
+    let sum: [u8; 32] = Sha256::digest(&out[..split]).into();
+    if sum[..] != out[split..] {
+        out.clear();
+        return false;
     }
     let _ = f.set_modified(std::time::SystemTime::now());
-    bytes.truncate(split);
-    Some(bytes)
+    out.truncate(split);
+    true
 }
 
 fn write(dir: &std::path::Path, path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
