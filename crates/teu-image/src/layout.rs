@@ -326,8 +326,11 @@ fn write_into(dir: &Path, tag: Option<&str>, image: &Image) -> Result<u64, Image
     }
     index.manifests.push(desc);
     let raw = Raw::encode(index);
-    atomic::write_file(&index_path, &raw.bytes).map_err(io_err(index_path.display()))?;
-    written += raw.bytes.len() as u64;
+    // A rebuild that changed nothing leaves index.json alone: no write, no fsync to wait on.
+    if fs::read(&index_path).ok().as_deref() != Some(&raw.bytes[..]) {
+        atomic::write_file(&index_path, &raw.bytes).map_err(io_err(index_path.display()))?;
+        written += raw.bytes.len() as u64;
+    }
     Ok(written)
 }
 

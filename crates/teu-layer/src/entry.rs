@@ -32,8 +32,14 @@ pub struct Meta {
 /// The bytes of a regular file.
 #[derive(Clone, Debug)]
 pub enum Content {
-    /// A file on disk, expected to have `size` bytes when read.
-    Path { path: PathBuf, size: u64 },
+    /// A file on disk, expected to have `size` bytes when read. `stat` is what `stat`
+    /// said when the file was listed (the layer cache looks content hashes up by it, so
+    /// a no-op build stats each file once).
+    Path {
+        path: PathBuf,
+        size: u64,
+        stat: Option<crate::cache::stat::FileStat>,
+    },
     /// A range of a spooled or uncompressed tarball.
     Range {
         file: Arc<File>,

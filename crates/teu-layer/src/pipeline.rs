@@ -510,7 +510,11 @@ mod tests {
         std::fs::write(&src, b"12345").unwrap();
         let entries = vec![Entry {
             path: b"f".to_vec(),
-            kind: Kind::File(Content::Path { path: src, size: 3 }),
+            kind: Kind::File(Content::Path {
+                path: src,
+                size: 3,
+                stat: None,
+            }),
             meta: Meta {
                 mode: 0o644,
                 uid: 0,

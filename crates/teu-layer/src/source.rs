@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use globset::GlobSet;
 
+use crate::cache::stat::FileStat;
 use crate::entry::{
     normalized_mode, Content, Defaults, Entry, Kind, LayerError, LayerTree, Meta, Origin, Priority,
 };
@@ -179,6 +180,7 @@ fn add_one(
             Kind::File(Content::Path {
                 path: src.to_path_buf(),
                 size: meta.len(),
+                stat: Some(FileStat::from_metadata(meta)),
             }),
             (meta.nlink() > 1).then(|| (meta.dev(), meta.ino())),
         )

@@ -109,6 +109,7 @@ fn dir_or_file_header(name: &[u8], size: Option<u64>, mode: u32, mtime: u64) -> 
         Some(size) => Kind::File(Content::Path {
             path: std::path::PathBuf::new(),
             size,
+            stat: None,
         }),
         None => Kind::Dir,
     };

@@ -161,8 +161,11 @@ fn content_hashes(
             continue;
         };
         match content {
-            Content::Path { path, .. } => {
-                let st = FileStat::of(path).map_err(|source| read_error(e, content, source))?;
+            Content::Path { path, stat, .. } => {
+                let st = match stat {
+                    Some(st) => *st,
+                    None => FileStat::of(path).map_err(|source| read_error(e, content, source))?,
+                };
                 seen.push((path.clone(), st));
                 match stats.get(path, &st) {
                     Some(h) => hashes[i] = Some(h),
