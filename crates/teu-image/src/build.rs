@@ -91,9 +91,11 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
 
     let mut layers: Vec<Layer> = Vec::new();
     let mut reports = Vec::new();
-    for layer in &spec.layers {
-        let compression = layer.compression.unwrap_or(spec.compression);
-        let (cached, entries) = build_one(layer, compression, opts)?;
+    let built_layers = crate::cached::in_parallel(&spec.layers, |layer| {
+        build_one(layer, layer.compression.unwrap_or(spec.compression), opts)
+    });
+    for (layer, result) in spec.layers.iter().zip(built_layers) {
+        let (cached, entries) = result?;
         let built = cached.layer;
         reports.push(LayerReport {
             name: layer.name.clone(),

@@ -1,5 +1,5 @@
 //! The builder's hook into the layer cache ([`teu_layer::cache`]): which stat cache a
-//! layer uses, and `--no-cache`.
+//! layer uses, `--no-cache`, and building several layers at once.
 
 use std::path::Path;
 
@@ -58,4 +58,37 @@ pub(crate) fn tar_layer(
         return Ok(Cached { layer, hit: false });
     }
     build_tar_layer_cached(src, origin, lopts, &opts.store, &scope(layer))
+}
+
+/// Layers built at once. Each layer already compresses on every core; running a few side
+/// by side overlaps one layer's file reading and hashing with another's compression, and
+/// keeps memory to a few times one layer's bound.
+const LAYERS_AT_ONCE: usize = 3;
+
+/// `f` over `items` on up to [`LAYERS_AT_ONCE`] threads; results in `items` order.
+pub(crate) fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..items.len().min(LAYERS_AT_ONCE) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                *results[i].lock().expect("result slot") = Some(r);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .expect("result slot")
+                .expect("every layer ran")
+        })
+        .collect()
 }

@@ -436,3 +436,35 @@ fn a_small_change_recompresses_only_its_segments() {
         known = now;
     }
 }
+
+/// Several layers (built side by side) and any thread count give the same digest, with
+/// and without the cache.
+#[test]
+fn layers_and_threads_do_not_change_the_digest() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    for i in 0..200 {
+        let body = format!("{i}\n").repeat(i * 97 % 4000 + 1);
+        write(&src.join(format!("a/f{i}")), body.as_bytes());
+        write(&src.join(format!("b/g{i}")), body.repeat(3).as_bytes());
+    }
+    write(&src.join("c/one"), b"one\n");
+    write(
+        &src.join("teu.toml"),
+        b"[image]\ncompression = \"zstd\"\n\n[[layer]]\nname = \"a\"\ncopy = [{ src = \"a\", dest = \"/a/\" }]\n\n\
+[[layer]]\nname = \"b\"\ncompression = \"gzip\"\ncopy = [{ src = \"b\", dest = \"/b/\" }]\n\n\
+[[layer]]\nname = \"c\"\ncopy = [{ src = \"c\", dest = \"/c/\" }]\n",
+    );
+    let want = reference(&src);
+    let home = t.path().join("home");
+    for jobs in ["1", "2", "16"] {
+        let cold = build(
+            &t.path().join(format!("home-{jobs}")),
+            &src,
+            &["--jobs", jobs],
+        );
+        assert_eq!(cold.digest, want, "--jobs {jobs}, empty store");
+        let shared = build(&home, &src, &["--jobs", jobs]);
+        assert_eq!(shared.digest, want, "--jobs {jobs}, shared store");
+    }
+}
