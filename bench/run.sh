@@ -24,6 +24,7 @@ for c in hyperfine umoci buildah zstd pigz python3 tar; do
   command -v "$c" >/dev/null || { echo "bench: $c is missing (scripts/test installs it)" >&2; exit 1; }
 done
 cargo build --release -q
+cargo build --release -q -p teu-layer --example one_stream
 teu=$root/target/release/teu
 
 if [ $smoke = 1 ]; then
@@ -82,6 +83,7 @@ tar_blob=out-none/blobs/sha256/$(python3 -c "import json;print(json.load(open('$
   echo "gzip-6 $(gzip -6 -c "$tar_blob" | wc -c)"
   echo "pigz-6 $(pigz -6 -c "$tar_blob" | wc -c)"
   echo "zstd-3 $(zstd -3 -q -c "$tar_blob" | wc -c)"
+  "$root/target/release/examples/one_stream" "$tar_blob"   # teu's encoders, one segment
   for algo in gzip zstd; do
     TEU_HOME=$work/home-$algo "$teu" build -q --compression $algo --json -o oci:out >"$results/$algo.json"
     echo "teu-$algo $(python3 -c "import json;print(json.load(open('$results/$algo.json'))['layers'][0]['size'])")"
