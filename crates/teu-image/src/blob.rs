@@ -20,6 +20,12 @@ pub trait BlobSource: Send + Sync + Debug {
     }
     /// For messages: `teu store`, `oci:base`.
     fn name(&self) -> String;
+    /// A local file holding the blob that was verified against its digest when it was
+    /// written and is never modified, so a local sink may hard-link it instead of copying
+    /// and re-hashing it (teu's store; never a user's directory).
+    fn linkable_path(&self, _digest: &Digest) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// teu's content-addressed store.
@@ -35,6 +41,9 @@ impl BlobSource for StoreSource {
     }
     fn name(&self) -> String {
         format!("teu store {}", self.0.root().display())
+    }
+    fn linkable_path(&self, digest: &Digest) -> Option<PathBuf> {
+        Some(self.0.blob_path(digest))
     }
 }
 

@@ -196,6 +196,21 @@ fn a_layer_whose_blob_is_gone_or_corrupt_is_rebuilt() {
     let rebuilt = build(&home, &src, &[]);
     assert!(!rebuilt.cached);
     assert_eq!(rebuilt.digest, first.digest);
+    // The output layout shares blobs with the store (hard links): the damaged copy there
+    // was replaced by the rebuilt one, so every blob in it matches its name again.
+    for e in fs::read_dir(src.join("out/blobs/sha256")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        let body = fs::read(&p).unwrap();
+        let out = Command::new("sha256sum").arg(&p).output().unwrap();
+        let sum = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            sum.starts_with(&name),
+            "{} is damaged ({} bytes)",
+            p.display(),
+            body.len()
+        );
+    }
 }
 
 fn age_everything(dir: &Path, by: Duration) {

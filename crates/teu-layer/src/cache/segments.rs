@@ -7,9 +7,11 @@
 //! format version and the segment's bytes; a worker thread hashes its segment before
 //! compressing it, so hashing runs on all cores next to compression.
 //!
-//! `cache/segments/<key>` holds the compressed bytes followed by their own SHA-256. A
-//! file whose trailer does not match is ignored (and overwritten), so a damaged cache
-//! costs a recompression, never a wrong layer. Files are written atomically but not
+//! `cache/segments/<key>` holds the compressed bytes followed by their CRC-32 and length
+//! (8 bytes, little endian). A file whose trailer does not match is ignored (and
+//! overwritten), so a damaged cache costs a recompression, never a wrong layer. CRC-32
+//! rather than SHA-256 because it guards against damage, not attack (the key already is
+//! a SHA-256 of the input), and it runs at memory speed on every hit. Files are written atomically but not
 //! fsynced, and a failed write is not an error: the segment is simply compressed again
 //! next time. Reading a segment sets its mtime, which `teu cache gc` ages it by.
 
@@ -66,6 +68,16 @@ impl SegmentCache {
     }
 }
 
+const TRAILER: usize = 8;
+
+/// CRC-32 and length of a cached segment's bytes.
+fn trailer(data: &[u8]) -> [u8; TRAILER] {
+    let mut t = [0u8; TRAILER];
+    t[..4].copy_from_slice(&crc32fast::hash(data).to_le_bytes());
+    t[4..].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    t
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -76,13 +88,12 @@ fn read(path: &std::path::Path, out: &mut Vec<u8>) -> bool {
     let Ok(mut f) = fs::File::open(path) else {
         return false;
     };
-    if f.read_to_end(out).is_err() || out.len() < 32 {
+    if f.read_to_end(out).is_err() || out.len() < TRAILER {
         out.clear();
         return false;
     }
-    let split = out.len() - 32;
-    let sum: [u8; 32] = Sha256::digest(&out[..split]).into();
-    if sum[..] != out[split..] {
+    let split = out.len() - TRAILER;
+    if trailer(&out[..split])[..] != out[split..] {
         out.clear();
         return false;
     }
@@ -95,8 +106,7 @@ fn write(dir: &std::path::Path, path: &std::path::Path, data: &[u8]) -> std::io:
     fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".seg-").tempfile_in(dir)?;
     tmp.write_all(data)?;
-    let sum: [u8; 32] = Sha256::digest(data).into();
-    tmp.write_all(&sum)?;
+    tmp.write_all(&trailer(data))?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
