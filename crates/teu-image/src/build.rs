@@ -13,22 +13,22 @@ use teu_layer::{
     Compression, Defaults, Entry, Kind, LayerError, LayerOptions, LayerTree, Meta, PipelineError,
 };
 use teu_oci::{
-    media_type, Descriptor, Digest, History, ImageConfig, Manifest, Platform, Raw, Reference,
-    RootFs,
+    media_type, Descriptor, Digest, History, ImageConfig, Index, Manifest, Platform, Raw,
+    Reference, RootFs,
 };
-use teu_spec::{ConfigSpec, Item, LayerSpec, Spec};
+use teu_spec::{ConfigSpec, Format, Item, LayerSpec, Spec};
 use teu_store::Store;
 
 use crate::blob::{BlobSource, StoreSource};
-use crate::image::{Image, Layer};
-use crate::{layout, rfc3339, ImageError};
+use crate::image::{Artifact, Image, ImageIndex, Layer};
+use crate::{format, layout, rfc3339, ImageError};
 
 pub struct BuildOptions {
     pub store: Store,
     /// Compression threads per layer (the output does not depend on it).
     pub jobs: usize,
-    /// Overrides the spec's platform.
-    pub platform: Option<Platform>,
+    /// Overrides the spec's platforms.
+    pub platforms: Vec<Platform>,
     pub defaults: Defaults,
 }
 
@@ -44,10 +44,18 @@ pub struct LayerReport {
     pub entries: usize,
 }
 
-pub struct BuildReport {
-    pub image: Image,
-    pub layers: Vec<LayerReport>,
+/// One platform's image, for summaries and `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlatformReport {
+    pub platform: String,
+    pub digest: Digest,
     pub base: Option<Digest>,
+    pub layers: Vec<LayerReport>,
+}
+
+pub struct BuildReport {
+    pub artifact: Artifact,
+    pub platforms: Vec<PlatformReport>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,44 +83,113 @@ impl From<ImageError> for BuildError {
     }
 }
 
-/// Build `spec` into `opts.store` and return the image (not yet written to any output).
-pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
-    let platform = opts
-        .platform
-        .clone()
-        .or_else(|| spec.platform.clone())
-        .unwrap_or_else(Platform::host);
-    let base = resolve_base(spec, &platform)?;
-    let store_source: Arc<dyn BlobSource> = Arc::new(StoreSource(opts.store.clone()));
-
-    let mut layers: Vec<Layer> = Vec::new();
-    let mut reports = Vec::new();
-    for layer in &spec.layers {
-        let compression = layer.compression.unwrap_or(spec.compression);
-        let (built, entries) = build_one(layer, compression, opts)?;
-        reports.push(LayerReport {
-            name: layer.name.clone(),
-            digest: built.digest.clone(),
-            diff_id: built.diff_id.clone(),
-            size: built.size,
-            uncompressed_size: built.uncompressed_size,
-            media_type: built.media_type.to_string(),
-            entries,
-        });
-        layers.push(Layer {
-            descriptor: Descriptor::new(built.media_type, built.digest, built.size),
-            diff_id: built.diff_id,
-            source: Arc::clone(&store_source),
-        });
+/// The platforms a build makes: `--platform` flags, else the spec's, else the host's.
+pub fn platforms_of(spec: &Spec, opts: &BuildOptions) -> Vec<Platform> {
+    if !opts.platforms.is_empty() {
+        opts.platforms.clone()
+    } else if !spec.platforms.is_empty() {
+        spec.platforms.clone()
+    } else {
+        vec![Platform::host()]
     }
+}
 
-    let created = rfc3339(opts.defaults.mtime);
+/// Build `spec` into `opts.store` and return the image, or the index of per-platform
+/// images (not yet written to any output). A layer whose content does not depend on the
+/// platform is built once and shared.
+pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
+    let platforms = platforms_of(spec, opts);
+    let store_source: Arc<dyn BlobSource> = Arc::new(StoreSource(opts.store.clone()));
+    let mut shared: Vec<Option<(teu_layer::BuiltLayer, usize)>> = vec![None; spec.layers.len()];
+    let mut images = Vec::new();
+    let mut reports = Vec::new();
+    for platform in &platforms {
+        let base = resolve_base(spec, platform)?;
+        let mut layers = Vec::new();
+        let mut layer_reports = Vec::new();
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let compression = layer.compression.unwrap_or(spec.compression);
+            let (built, entries) = match &shared[i] {
+                Some(done) => done.clone(),
+                None => {
+                    let done = build_one(&layer.items_for(platform), compression, opts)?;
+                    if !layer.depends_on_platform() {
+                        shared[i] = Some(done.clone());
+                    }
+                    done
+                }
+            };
+            layer_reports.push(LayerReport {
+                name: layer.name.clone(),
+                digest: built.digest.clone(),
+                diff_id: built.diff_id.clone(),
+                size: built.size,
+                uncompressed_size: built.uncompressed_size,
+                media_type: built.media_type.to_string(),
+                entries,
+            });
+            layers.push(Layer {
+                descriptor: Descriptor::new(built.media_type, built.digest, built.size),
+                diff_id: built.diff_id,
+                source: Arc::clone(&store_source),
+            });
+        }
+        let image = assemble(spec, platform, base, layers, opts.defaults.mtime);
+        reports.push(PlatformReport {
+            platform: image.config.value.platform().to_string(),
+            digest: image.digest(),
+            base: image
+                .manifest
+                .value
+                .annotations
+                .get(BASE_DIGEST)
+                .and_then(|d| d.parse().ok()),
+            layers: layer_reports,
+        });
+        images.push(image);
+    }
+    let artifact = if images.len() == 1 && !spec.multi_platform {
+        Artifact::Image(images.pop().expect("one image"))
+    } else {
+        index_of(images, &spec.annotations)
+    };
+    let artifact = match spec.format {
+        Format::Oci => artifact,
+        Format::Docker => {
+            format::to_docker(artifact).map_err(|message| BuildError::Unsupported {
+                origin: spec.label.clone(),
+                message,
+            })?
+        }
+    };
+    if let Format::Docker = spec.format {
+        for (r, img) in reports.iter_mut().zip(artifact.images()) {
+            r.digest = img.digest();
+        }
+    }
+    Ok(BuildReport {
+        artifact,
+        platforms: reports,
+    })
+}
+
+const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+/// Config and manifest for one platform's image.
+fn assemble(
+    spec: &Spec,
+    platform: &Platform,
+    base: Option<Image>,
+    layers: Vec<Layer>,
+    mtime: u64,
+) -> Image {
+    let created = rfc3339(mtime);
     let (mut config, mut all_layers, base_digest) = match base {
         Some(img) => {
             let digest = img.digest();
             (img.config.value, img.layers, Some(digest))
         }
-        None => (scratch_config(&platform), Vec::new(), None),
+        None => (scratch_config(platform), Vec::new(), None),
     };
     for l in &mut all_layers {
         l.descriptor.media_type = oci_layer_type(&l.descriptor.media_type).to_string();
@@ -133,7 +210,7 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
     let mut annotations = spec.annotations.clone();
     if let Some(d) = &base_digest {
         annotations
-            .entry("org.opencontainers.image.base.digest".to_string())
+            .entry(BASE_DIGEST.to_string())
             .or_insert_with(|| d.to_string());
     }
     let manifest = Raw::encode(Manifest {
@@ -145,14 +222,21 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
         subject: None,
         annotations,
     });
-    Ok(BuildReport {
-        image: Image {
-            manifest,
-            config,
-            layers: all_layers,
-        },
-        layers: reports,
-        base: base_digest,
+    Image {
+        manifest,
+        config,
+        layers: all_layers,
+    }
+}
+
+/// An OCI index of `images`, in the order the platforms were given.
+pub fn index_of(images: Vec<Image>, annotations: &BTreeMap<String, String>) -> Artifact {
+    let mut index = Index::new();
+    index.manifests = images.iter().map(Image::descriptor).collect();
+    index.annotations = annotations.clone();
+    Artifact::Index(ImageIndex {
+        index: Raw::encode(index),
+        images,
     })
 }
 
@@ -293,7 +377,7 @@ fn describe(layer: &LayerSpec) -> String {
 }
 
 fn build_one(
-    layer: &LayerSpec,
+    items: &[Item],
     compression: Compression,
     opts: &BuildOptions,
 ) -> Result<(teu_layer::BuiltLayer, usize), BuildError> {
@@ -306,7 +390,7 @@ fn build_one(
         normalize: false,
         origin,
         ..
-    }] = layer.items.as_slice()
+    }] = items
     {
         let mut reader = open_decompressed(src).map_err(|source| LayerError::Io {
             origin: origin.clone(),
@@ -318,7 +402,7 @@ fn build_one(
     }
     let d = &opts.defaults;
     let mut tree = LayerTree::new();
-    for item in &layer.items {
+    for item in items {
         match item {
             Item::Copy {
                 src,

@@ -17,7 +17,7 @@ use teu_oci::{
 use teu_store::atomic::{self, AtomicDir, AtomicFile};
 
 use crate::blob::{BlobSource, LayoutSource};
-use crate::image::{BlobRef, Image, Layer};
+use crate::image::{Artifact, BlobRef, Image, Layer};
 use crate::{invalid, io_err, ImageError};
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -259,8 +259,12 @@ fn resolve(
     })
 }
 
-/// Write `image` into the layout at `dir` under `tag`. Returns the bytes written.
-pub fn write_image(dir: &Path, tag: Option<&str>, image: &Image) -> Result<u64, ImageError> {
+/// Write `artifact` into the layout at `dir` under `tag`. Returns the bytes written.
+pub fn write_artifact(
+    dir: &Path,
+    tag: Option<&str>,
+    artifact: &Artifact,
+) -> Result<u64, ImageError> {
     let fresh = match fs::read_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => true,
         Err(e) => return Err(io_err(dir.display())(e)),
@@ -277,27 +281,22 @@ pub fn write_image(dir: &Path, tag: Option<&str>, image: &Image) -> Result<u64, 
     };
     if fresh {
         let tmp = AtomicDir::create(dir).map_err(io_err(dir.display()))?;
-        let written = write_into(tmp.path(), tag, image)?;
+        let written = write_into(tmp.path(), tag, artifact)?;
         tmp.commit().map_err(io_err(dir.display()))?;
         Ok(written)
     } else {
-        write_into(dir, tag, image)
+        write_into(dir, tag, artifact)
     }
 }
 
-fn write_into(dir: &Path, tag: Option<&str>, image: &Image) -> Result<u64, ImageError> {
+fn write_into(dir: &Path, tag: Option<&str>, artifact: &Artifact) -> Result<u64, ImageError> {
     let blob_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blob_dir).map_err(io_err(blob_dir.display()))?;
     let mut written = 0;
-    for (desc, blob) in image.blobs() {
-        written += put_blob(&blob_dir, desc, &blob)?;
+    for (desc, blob) in artifact.blobs() {
+        written += put_blob(&blob_dir, &desc, &blob)?;
     }
-    let manifest_desc = image.descriptor();
-    written += put_blob(
-        &blob_dir,
-        &manifest_desc,
-        &BlobRef::Bytes(&image.manifest.bytes),
-    )?;
+    let manifest_desc = artifact.descriptor();
     if !dir.join(OCI_LAYOUT_FILE).is_file() {
         atomic::write_file(&dir.join(OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT)
             .map_err(io_err(dir.display()))?;

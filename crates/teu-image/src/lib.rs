@@ -15,14 +15,15 @@
 pub mod archive;
 pub mod blob;
 pub mod build;
+pub mod format;
 pub mod image;
 pub mod layout;
 pub mod sink;
 mod time;
 
 pub use blob::{BlobSource, StoreSource};
-pub use build::{build, BuildError, BuildOptions, BuildReport, LayerReport};
-pub use image::{Image, Layer};
+pub use build::{build, BuildError, BuildOptions, BuildReport, LayerReport, PlatformReport};
+pub use image::{Artifact, Image, ImageIndex, Layer};
 pub use sink::{write_output, OutputReport};
 pub use time::rfc3339;
 

@@ -7,10 +7,10 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
-use teu_image::{build, write_output, BuildOptions, LayerReport, OutputReport};
+use teu_image::{build, write_output, BuildOptions, LayerReport, OutputReport, PlatformReport};
 use teu_layer::{Compression, Defaults};
 use teu_oci::{Digest, Platform, Reference};
-use teu_spec::{check_dest, Item, LayerSpec, MetaOverride, Spec};
+use teu_spec::{check_dest, Format, Item, LayerSpec, MetaOverride, Spec};
 use teu_store::Store;
 
 use crate::report::bytes;
@@ -90,9 +90,13 @@ pub struct BuildArgs {
     #[arg(long, value_name = "ALGO[:LEVEL]")]
     compression: Option<String>,
 
-    /// Platform os/arch[/variant] (default: the spec's, else the host's)
-    #[arg(long)]
-    platform: Option<String>,
+    /// Platform os/arch[/variant]; repeatable, several give an index (default: the spec's, else the host's)
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
+    platforms: Vec<String>,
+
+    /// Manifest format: oci (default) or docker (Docker v2 schema 2 and manifest lists)
+    #[arg(long, value_name = "FORMAT", value_parser = ["oci", "docker"])]
+    format: Option<String>,
 
     /// Where to write the image; repeatable (default: oci:teu-out:latest)
     #[arg(short, long = "output", value_name = "REF")]
@@ -117,12 +121,13 @@ pub struct BuildArgs {
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
+    /// The image's digest: its manifest's, or its index's for several platforms.
     digest: Digest,
     media_type: &'a str,
     size: u64,
-    platform: String,
-    base: Option<Digest>,
-    layers: &'a [LayerReport],
+    platforms: &'a [PlatformReport],
+    /// Every layer teu built, once each.
+    layers: Vec<&'a LayerReport>,
     outputs: &'a [OutputReport],
     bytes_written: u64,
 }
@@ -182,11 +187,23 @@ fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
             l.compression = None;
         }
     }
-    if let Some(p) = &args.platform {
-        spec.platform = Some(
-            p.parse::<Platform>()
-                .map_err(|e| usage(format!("--platform: {e}")))?,
-        );
+    if !args.platforms.is_empty() {
+        let mut list = Vec::new();
+        for p in &args.platforms {
+            let p = p
+                .parse::<Platform>()
+                .map_err(|e| usage(format!("--platform: {e}")))?;
+            if !list.contains(&p) {
+                list.push(p);
+            }
+        }
+        spec.multi_platform |= list.len() > 1;
+        spec.platforms = list;
+    }
+    match args.format.as_deref() {
+        Some("docker") => spec.format = Format::Docker,
+        Some(_) => spec.format = Format::Oci,
+        None => {}
     }
     let c = &mut spec.config;
     if let Some(e) = &args.entrypoint {
@@ -237,6 +254,7 @@ fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
             name: "files".to_string(),
             compression: None,
             items,
+            per_platform: Default::default(),
             origin: spec_origin("--copy"),
         });
     }
@@ -276,7 +294,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let opts = BuildOptions {
         store,
         jobs,
-        platform: None,
+        platforms: Vec::new(),
         defaults,
     };
     let say = |line: String| {
@@ -285,27 +303,39 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         }
     };
     let built = build(&spec, &opts)?;
-    let image = &built.image;
-    match &spec.base {
-        Some((r, _)) if *r != Reference::Scratch => say(format!(
-            "teu: base {r} ({})",
-            built.base.as_ref().map(|d| d.short()).unwrap_or_default()
-        )),
-        _ => say("teu: base scratch".to_string()),
-    }
-    for l in &built.layers {
-        say(format!(
-            "teu: layer {:?}: {} entries, {} tar -> {} {}",
-            l.name,
-            l.entries,
-            bytes(l.uncompressed_size),
-            bytes(l.size),
-            l.digest.short()
-        ));
+    let artifact = &built.artifact;
+    let mut seen = std::collections::HashSet::new();
+    let mut layers = Vec::new();
+    for p in &built.platforms {
+        let base = match &spec.base {
+            Some((r, _)) if *r != Reference::Scratch => {
+                format!(
+                    " on {r} ({})",
+                    p.base.as_ref().map(|d| d.short()).unwrap_or_default()
+                )
+            }
+            _ => String::new(),
+        };
+        say(format!("teu: {}{base}", p.platform));
+        for l in &p.layers {
+            let fresh = seen.insert(l.digest.clone());
+            if fresh {
+                layers.push(l);
+            }
+            say(format!(
+                "teu:   layer {:?}: {} entries, {} tar -> {} {}{}",
+                l.name,
+                l.entries,
+                bytes(l.uncompressed_size),
+                bytes(l.size),
+                l.digest.short(),
+                if fresh { "" } else { " (shared)" }
+            ));
+        }
     }
     let mut reports = Vec::new();
     for out in &outputs {
-        let r = write_output(out, image).with_context(|| format!("writing {out}"))?;
+        let r = write_output(out, artifact).with_context(|| format!("writing {out}"))?;
         say(format!(
             "teu: wrote {} ({} new)",
             r.output,
@@ -313,24 +343,26 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         ));
         reports.push(r);
     }
-    let digest = image.digest();
+    let digest = artifact.digest();
     if let Some(f) = &args.digest_file {
         teu_store::atomic::write_file(f, format!("{digest}\n").as_bytes())
             .with_context(|| format!("writing the digest file {}", f.display()))?;
     }
+    let what = match built.platforms.as_slice() {
+        [one] if matches!(artifact, teu_image::Artifact::Image(_)) => one.platform.clone(),
+        many => format!("index of {} platforms", many.len()),
+    };
     say(format!(
-        "teu: image {digest} ({}) in {:.2}s",
-        image.config.value.platform(),
+        "teu: image {digest} ({what}) in {:.2}s",
         started.elapsed().as_secs_f64()
     ));
     if args.json {
         let report = JsonReport {
             digest: digest.clone(),
-            media_type: image.manifest_media_type(),
-            size: image.manifest.bytes.len() as u64,
-            platform: image.config.value.platform().to_string(),
-            base: built.base.clone(),
-            layers: &built.layers,
+            media_type: artifact.media_type(),
+            size: artifact.root_bytes().len() as u64,
+            platforms: &built.platforms,
+            layers,
             outputs: &reports,
             bytes_written: reports.iter().map(|r| r.bytes_written).sum(),
         };
