@@ -82,6 +82,8 @@ pub struct ImageIndex {
 }
 
 /// What a build produces and a sink writes: one image, or an index of images.
+// One or two of these exist per command; boxing the image would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Artifact {
     Image(Image),
