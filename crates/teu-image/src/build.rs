@@ -472,7 +472,8 @@ fn build_one(
             Item::Remove { path, origin } => tree.whiteout(path.as_bytes(), d, origin.clone())?,
         }
     }
-    let entries = tree.finish(d)?;
+    let mut entries = tree.finish(d)?;
+    leak_mtime_for_tests(&mut entries);
     let built = build_layer(&entries, &lopts, &opts.store)?;
     Ok((built, entries.len()))
 }
@@ -491,5 +492,22 @@ fn require_source(src: &Path, origin: &teu_layer::Origin) -> Result<(), LayerErr
             origin: origin.clone(),
             message: format!("source {} cannot be read: {e}", src.display()),
         }),
+    }
+}
+
+/// Test-only: `TEU_TEST_LEAK_MTIME=/path` gives that entry a different mtime on every build
+/// in a process, the kind of leak `teu build --verify` exists to catch. Never set it
+/// outside tests.
+fn leak_mtime_for_tests(entries: &mut [Entry]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BUILDS: AtomicU64 = AtomicU64::new(1);
+    let Some(target) = std::env::var_os("TEU_TEST_LEAK_MTIME") else {
+        return;
+    };
+    let target = lpath::normalize(std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()))
+        .unwrap_or_default();
+    let n = BUILDS.fetch_add(1, Ordering::Relaxed);
+    for e in entries.iter_mut().filter(|e| e.path == target) {
+        e.meta.mtime += n;
     }
 }

@@ -13,12 +13,16 @@
 //! - [`build`]: a [`teu_spec::Spec`] to an [`Image`], through the layer pipeline.
 
 pub mod archive;
+pub mod archive_source;
 pub mod blob;
 pub mod build;
+pub mod diff;
 pub mod format;
 pub mod image;
 pub mod layout;
+pub mod resolve;
 pub mod sink;
+pub mod source;
 mod time;
 
 pub use blob::{BlobSource, StoreSource};

@@ -114,6 +114,11 @@ pub struct BuildArgs {
     #[arg(short, long, env = "TEU_JOBS")]
     jobs: Option<usize>,
 
+    /// Prove the build reproducible: build a second time from scratch (a fresh, empty store,
+    /// no caches) and compare digests; on a mismatch, show the differing entries and fail
+    #[arg(long)]
+    verify: bool,
+
     /// Print nothing on stderr unless there is an error
     #[arg(short, long)]
     quiet: bool,
@@ -261,6 +266,40 @@ fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
     Ok(())
 }
 
+/// Build again into an empty temporary store and compare.
+fn verify(
+    spec: &Spec,
+    opts: &BuildOptions,
+    first: &teu_image::Artifact,
+    say: &dyn Fn(String),
+) -> Result<()> {
+    let scratch = tempfile::Builder::new()
+        .prefix("verify-")
+        .tempdir_in(opts.store.root().join("tmp"))
+        .context("creating a scratch store for --verify")?;
+    let again = BuildOptions {
+        store: Store::open(scratch.path())?,
+        jobs: opts.jobs,
+        platforms: opts.platforms.clone(),
+        defaults: opts.defaults.clone(),
+    };
+    let second = build(spec, &again).context("the --verify rebuild")?;
+    if second.artifact.digest() == first.digest() {
+        say(format!(
+            "teu: verified: a second build from scratch gave the same digest {}",
+            first.digest()
+        ));
+        return Ok(());
+    }
+    let d = teu_image::diff::diff(first, &second.artifact)?;
+    eprint!("{}", d.render());
+    anyhow::bail!(
+        "the build is not reproducible: {} the first time, {} from scratch (differences above; A is the first build, B the second)",
+        first.digest(),
+        second.artifact.digest()
+    )
+}
+
 fn spec_origin(what: &str) -> teu_layer::Origin {
     std::sync::Arc::from(format!("command line: {what}"))
 }
@@ -304,6 +343,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     };
     let built = build(&spec, &opts)?;
     let artifact = &built.artifact;
+    if args.verify {
+        verify(&spec, &opts, artifact, &say)?;
+    }
     let mut seen = std::collections::HashSet::new();
     let mut layers = Vec::new();
     for p in &built.platforms {

@@ -1,9 +1,11 @@
 //! The `teu` command line: argument parsing, human and JSON output, exit codes.
 //! The work itself lives in the library crates (`teu-image` and below).
 //!
-//! Exit codes: 0 success, 1 failure (bad input, I/O, a build error), 2 command-line usage.
+//! Exit codes: 0 success, 1 failure (bad input, I/O, a build error), 2 command-line usage
+//! (`teu diff` follows diff(1): 0 identical, 1 different, 2 error).
 
 mod build;
+mod diff;
 mod report;
 
 use std::process::ExitCode;
@@ -29,6 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Build(build::BuildArgs),
+    Diff(diff::DiffArgs),
 }
 
 /// An error in how teu was called (exit code 2), as opposed to a failure doing the work.
@@ -47,19 +50,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => build::run(args),
+        Command::Diff(args) => diff::run(args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            let mut msg = e.to_string();
-            for cause in e.chain().skip(1) {
-                let c = cause.to_string();
-                if !msg.contains(&c) {
-                    msg.push_str(": ");
-                    msg.push_str(&c);
-                }
-            }
-            eprintln!("teu: error: {msg}");
+            print_error(&e);
             if e.downcast_ref::<UsageError>().is_some() {
                 eprintln!("Try 'teu --help' for more information.");
                 ExitCode::from(2)
@@ -68,4 +64,17 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `teu: error: outer: cause: root cause`, without repeating a cause already in the text.
+pub fn print_error(e: &anyhow::Error) {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    eprintln!("teu: error: {msg}");
 }
