@@ -16,12 +16,13 @@ use teu_oci::{
     media_type, Descriptor, Digest, History, ImageConfig, Index, Manifest, Platform, Raw,
     Reference, RootFs,
 };
+use teu_spec::lock::{LockedBase, LockedPlatform, Lockfile};
 use teu_spec::{ConfigSpec, Format, Item, LayerSpec, Spec};
 use teu_store::Store;
 
 use crate::blob::{BlobSource, StoreSource};
 use crate::image::{Artifact, Image, ImageIndex, Layer};
-use crate::{format, layout, rfc3339, ImageError};
+use crate::{format, layout, resolve, rfc3339, ImageError};
 
 pub struct BuildOptions {
     pub store: Store,
@@ -30,6 +31,10 @@ pub struct BuildOptions {
     /// Overrides the spec's platforms.
     pub platforms: Vec<Platform>,
     pub defaults: Defaults,
+    /// The spec's `teu.lock`, if it has one: bases resolve to the digests it records.
+    pub lock: Option<Lockfile>,
+    /// Fail rather than build on a base that differs from the lock (`--locked`).
+    pub locked: bool,
 }
 
 /// One built layer, for summaries and `--json`.
@@ -56,6 +61,10 @@ pub struct PlatformReport {
 pub struct BuildReport {
     pub artifact: Artifact,
     pub platforms: Vec<PlatformReport>,
+    /// What the base resolved to, in lock-file form.
+    pub base: Option<LockedBase>,
+    /// Things the user should know that did not stop the build.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,12 +108,14 @@ pub fn platforms_of(spec: &Spec, opts: &BuildOptions) -> Vec<Platform> {
 /// platform is built once and shared.
 pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let platforms = platforms_of(spec, opts);
+    let mut warnings = Vec::new();
+    let (base_lock, mut bases) = resolve_bases(spec, &platforms, opts, &mut warnings)?;
     let store_source: Arc<dyn BlobSource> = Arc::new(StoreSource(opts.store.clone()));
     let mut shared: Vec<Option<(teu_layer::BuiltLayer, usize)>> = vec![None; spec.layers.len()];
     let mut images = Vec::new();
     let mut reports = Vec::new();
     for platform in &platforms {
-        let base = resolve_base(spec, platform)?;
+        let base = bases.as_mut().map(|b| b.remove(0));
         let mut layers = Vec::new();
         let mut layer_reports = Vec::new();
         for (i, layer) in spec.layers.iter().enumerate() {
@@ -170,6 +181,8 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
     Ok(BuildReport {
         artifact,
         platforms: reports,
+        base: base_lock,
+        warnings,
     })
 }
 
@@ -240,7 +253,15 @@ pub fn index_of(images: Vec<Image>, annotations: &BTreeMap<String, String>) -> A
     })
 }
 
-fn resolve_base(spec: &Spec, platform: &Platform) -> Result<Option<Image>, BuildError> {
+/// Where a base's top document is now: its source and the descriptor its reference names.
+struct BaseRoot {
+    reference: String,
+    origin: String,
+    source: Arc<dyn BlobSource>,
+    desc: Descriptor,
+}
+
+fn base_root(spec: &Spec) -> Result<Option<BaseRoot>, BuildError> {
     let Some((reference, origin)) = &spec.base else {
         return Ok(None);
     };
@@ -249,25 +270,137 @@ fn resolve_base(spec: &Spec, platform: &Platform) -> Result<Option<Image>, Build
         base: reference.to_string(),
         source: Box::new(source),
     };
-    match reference {
-        Reference::Scratch => Ok(None),
+    let (source, desc) = match reference {
+        Reference::Scratch => return Ok(None),
         Reference::Layout { path, tag } => {
             let dir = if path.is_absolute() {
                 path.clone()
             } else {
                 spec.dir.join(path)
             };
-            layout::read_image(&dir, tag.as_deref(), platform)
-                .map(Some)
-                .map_err(base_err)
+            layout::open_layout(&dir, tag.as_deref()).map_err(base_err)?
         }
-        other => Err(BuildError::Unsupported {
-            origin: origin.to_string(),
-            message: format!(
-                "base {other}: only scratch and oci:DIR[:TAG] bases are supported so far"
-            ),
-        }),
+        other => {
+            return Err(BuildError::Unsupported {
+                origin: origin.to_string(),
+                message: format!(
+                    "base {other}: only scratch and oci:DIR[:TAG] bases are supported so far"
+                ),
+            })
+        }
+    };
+    Ok(Some(BaseRoot {
+        reference: reference.to_string(),
+        origin: origin.to_string(),
+        source,
+        desc,
+    }))
+}
+
+/// Resolve the base for every platform, honouring the lock: with a lock entry the base is
+/// read at the locked digest (a moved tag is a warning, or an error with `--locked`).
+/// Returns the resolution in lock form and one base image per platform.
+fn resolve_bases(
+    spec: &Spec,
+    platforms: &[Platform],
+    opts: &BuildOptions,
+    warnings: &mut Vec<String>,
+) -> Result<(Option<LockedBase>, Option<Vec<Image>>), BuildError> {
+    let Some(root) = base_root(spec)? else {
+        return Ok((None, None));
+    };
+    let locked = opts.lock.as_ref().and_then(|l| l.base(&root.reference));
+    let lock_err = |message: String| BuildError::Unsupported {
+        origin: root.origin.clone(),
+        message,
+    };
+    let desc = match locked {
+        None if opts.locked => {
+            return Err(lock_err(format!(
+                "teu.lock has no entry for base {}; run teu lock",
+                root.reference
+            )))
+        }
+        None => root.desc.clone(),
+        Some(l) if l.digest == root.desc.digest => root.desc.clone(),
+        Some(l) => {
+            let moved = format!(
+                "base {} now resolves to {}, but teu.lock pins {}",
+                root.reference, root.desc.digest, l.digest
+            );
+            if opts.locked {
+                return Err(lock_err(format!(
+                    "{moved}; run teu lock --update to accept it"
+                )));
+            }
+            warnings.push(format!(
+                "{moved}; building on the locked digest (teu lock --update moves it)"
+            ));
+            Descriptor::new(&l.media_type, l.digest.clone(), l.size)
+        }
+    };
+    let mut images = Vec::new();
+    let mut entry = LockedBase {
+        reference: root.reference.clone(),
+        digest: desc.digest.clone(),
+        media_type: desc.media_type.clone(),
+        size: desc.size,
+        platforms: Vec::new(),
+    };
+    for platform in platforms {
+        let image =
+            resolve::image_for(Arc::clone(&root.source), &desc, platform).map_err(|source| {
+                BuildError::Base {
+                    origin: root.origin.clone(),
+                    base: root.reference.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        let got = LockedPlatform {
+            platform: platform.to_string(),
+            manifest: image.digest(),
+            config: image.config.digest(),
+        };
+        if opts.locked {
+            match locked.and_then(|l| l.platform(&got.platform)) {
+                Some(want) if *want == got => {}
+                Some(want) => {
+                    return Err(lock_err(format!(
+                        "base {} for {}: teu.lock pins manifest {}, the base has {}; run teu lock --update",
+                        root.reference, got.platform, want.manifest, got.manifest
+                    )))
+                }
+                None => {
+                    return Err(lock_err(format!(
+                        "teu.lock has no {} entry for base {}; run teu lock",
+                        got.platform, root.reference
+                    )))
+                }
+            }
+        }
+        entry.platforms.push(got);
+        images.push(image);
     }
+    Ok((Some(entry), Some(images)))
+}
+
+/// Resolve the base without building anything, for `teu lock`. With `update` false, a base
+/// already in `lock` stays at its locked digest (missing platforms are added).
+pub fn lock_bases(spec: &Spec, opts: &BuildOptions, update: bool) -> Result<Lockfile, BuildError> {
+    let platforms = platforms_of(spec, opts);
+    let o = BuildOptions {
+        store: opts.store.clone(),
+        jobs: opts.jobs,
+        platforms: opts.platforms.clone(),
+        defaults: opts.defaults.clone(),
+        lock: if update { None } else { opts.lock.clone() },
+        locked: false,
+    };
+    let (base, _) = resolve_bases(spec, &platforms, &o, &mut Vec::new())?;
+    Ok(Lockfile {
+        version: teu_spec::lock::LOCK_VERSION,
+        bases: base.into_iter().collect(),
+    })
 }
 
 fn scratch_config(platform: &Platform) -> ImageConfig {

@@ -26,7 +26,9 @@ pub mod source;
 mod time;
 
 pub use blob::{BlobSource, StoreSource};
-pub use build::{build, BuildError, BuildOptions, BuildReport, LayerReport, PlatformReport};
+pub use build::{
+    build, lock_bases, BuildError, BuildOptions, BuildReport, LayerReport, PlatformReport,
+};
 pub use image::{Artifact, Image, ImageIndex, Layer};
 pub use sink::{write_output, OutputReport};
 pub use time::rfc3339;

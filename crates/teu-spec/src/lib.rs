@@ -8,6 +8,7 @@
 //! [`Origin`] with the same position, so errors found later (a missing source file, two
 //! entries claiming one path) name the spec line too.
 
+pub mod lock;
 mod raw;
 
 use std::collections::BTreeMap;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use teu_image::{build, write_output, BuildOptions, LayerReport, OutputReport, PlatformReport};
 use teu_layer::{Compression, Defaults};
 use teu_oci::{Digest, Platform, Reference};
+use teu_spec::lock::Lockfile;
 use teu_spec::{check_dest, Format, Item, LayerSpec, MetaOverride, Spec};
 use teu_store::Store;
 
@@ -114,6 +115,10 @@ pub struct BuildArgs {
     #[arg(short, long, env = "TEU_JOBS")]
     jobs: Option<usize>,
 
+    /// Fail if a base would resolve to anything other than what teu.lock records
+    #[arg(long)]
+    locked: bool,
+
     /// Prove the build reproducible: build a second time from scratch (a fresh, empty store,
     /// no caches) and compare digests; on a mismatch, show the differing entries and fail
     #[arg(long)]
@@ -157,14 +162,20 @@ fn args_list(flag: &str, s: &str) -> Result<Vec<String>> {
     }
 }
 
-fn load_spec(args: &BuildArgs) -> Result<Spec> {
-    let file = match &args.spec {
+/// Find and load the spec the arguments name; `None` for a flags-only build.
+pub fn spec_file(spec: Option<&Path>, flags_only: bool) -> Option<PathBuf> {
+    match spec {
         Some(p) if p.is_dir() => Some(p.join("teu.toml")),
-        Some(p) => Some(p.clone()),
-        None if args.copies.is_empty() => Some(PathBuf::from("teu.toml")),
+        Some(p) => Some(p.to_path_buf()),
+        None if !flags_only => Some(PathBuf::from("teu.toml")),
         None => None,
-    };
-    match file {
+    }
+}
+
+/// Load the spec at `spec` (a file or its directory; default ./teu.toml), or an empty
+/// one for a flags-only build.
+pub fn load_spec(spec: Option<&Path>, flags_only: bool) -> Result<Spec> {
+    match spec_file(spec, flags_only) {
         Some(f) => {
             if !f.exists() {
                 return Err(usage(format!(
@@ -282,6 +293,8 @@ fn verify(
         jobs: opts.jobs,
         platforms: opts.platforms.clone(),
         defaults: opts.defaults.clone(),
+        lock: opts.lock.clone(),
+        locked: opts.locked,
     };
     let second = build(spec, &again).context("the --verify rebuild")?;
     if second.artifact.digest() == first.digest() {
@@ -320,7 +333,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     if args.jobs == Some(0) {
         return Err(usage("--jobs must be at least 1"));
     }
-    let mut spec = load_spec(&args)?;
+    let mut spec = load_spec(args.spec.as_deref(), !args.copies.is_empty())?;
     apply_flags(&mut spec, &args)?;
 
     let defaults = Defaults::from_env().map_err(anyhow::Error::msg)?;
@@ -330,11 +343,28 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let lock = match spec_file(args.spec.as_deref(), !args.copies.is_empty()) {
+        Some(f) if f.exists() => Lockfile::load(&Lockfile::path_in(&spec.dir))?,
+        _ => None,
+    };
+    if args.locked
+        && lock.is_none()
+        && spec
+            .base
+            .as_ref()
+            .is_some_and(|(r, _)| *r != Reference::Scratch)
+    {
+        return Err(anyhow::anyhow!(
+            "--locked: there is no teu.lock beside the spec; run teu lock first"
+        ));
+    }
     let opts = BuildOptions {
         store,
         jobs,
         platforms: Vec::new(),
         defaults,
+        lock,
+        locked: args.locked,
     };
     let say = |line: String| {
         if !args.quiet {
@@ -342,6 +372,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         }
     };
     let built = build(&spec, &opts)?;
+    for w in &built.warnings {
+        eprintln!("teu: warning: {w}");
+    }
     let artifact = &built.artifact;
     if args.verify {
         verify(&spec, &opts, artifact, &say)?;

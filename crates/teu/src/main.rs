@@ -6,6 +6,7 @@
 
 mod build;
 mod diff;
+mod lock;
 mod report;
 
 use std::process::ExitCode;
@@ -32,6 +33,7 @@ struct Cli {
 enum Command {
     Build(Box<build::BuildArgs>),
     Diff(diff::DiffArgs),
+    Lock(lock::LockArgs),
 }
 
 /// An error in how teu was called (exit code 2), as opposed to a failure doing the work.
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build::run(*args),
         Command::Diff(args) => diff::run(args),
+        Command::Lock(args) => lock::run(args),
     };
     match result {
         Ok(code) => code,
