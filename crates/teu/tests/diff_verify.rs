@@ -186,3 +186,64 @@ fn verify_fails_naming_the_entry_when_an_mtime_leaks() {
         "nothing is written when verification fails"
     );
 }
+
+/// teu reads its own archives and skopeo's docker archives (layers stored uncompressed
+/// under Docker's legacy names) without unpacking them.
+#[test]
+fn diff_reads_every_archive_kind() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    ok(teu(&d.join("home")).current_dir(d).args([
+        "build",
+        example_dir().to_str().unwrap(),
+        "-q",
+        "-o",
+        "oci:lay:v1",
+        "-o",
+        "oci-archive:img.oci.tar:v1",
+        "-o",
+        "docker-archive:img.docker.tar:hello:v1",
+    ]));
+    for other in [
+        "oci-archive:img.oci.tar:v1",
+        "docker-archive:img.docker.tar",
+    ] {
+        let out = teu(&d.join("home"))
+            .current_dir(d)
+            .args(["diff", "oci:lay:v1", other])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{other}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    ok(std::process::Command::new(tool("skopeo"))
+        .current_dir(d)
+        .args([
+            "copy",
+            "--quiet",
+            "oci:lay:v1",
+            "docker-archive:skopeo.tar:hello:v1",
+        ]));
+    let out = teu(&d.join("home"))
+        .current_dir(d)
+        .args(["diff", "oci:lay:v1", "docker-archive:skopeo.tar"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Same files, different layer bytes (skopeo stores the layer uncompressed).
+    assert!(text.contains("same entries, different bytes"), "{text}");
+    assert!(
+        !text.contains("    ~ /") && !text.contains("    + /") && !text.contains("    - /"),
+        "{text}"
+    );
+}
