@@ -18,7 +18,6 @@ use teu_oci::{Descriptor, Index, Raw, RegistryRef, ANNOTATION_REF_NAME};
 use crate::image::{Artifact, BlobRef, Image};
 use crate::layout::{copy_verified, OCI_LAYOUT_CONTENT};
 use crate::{io_err, ImageError};
-use teu_oci::Platform;
 
 struct TarOut<'a> {
     out: &'a mut dyn Write,
@@ -116,18 +115,13 @@ struct DockerManifestEntry {
 
 /// Write a `docker save` archive of `image`, named `name` (for `RepoTags`) when given.
 /// The OCI part holds every platform; Docker's `manifest.json` names one image (a daemon
-/// loads one platform): the host's when the index has it, else the first.
+/// loads one platform): the index's first, so the archive does not depend on the host.
 pub fn write_docker_archive(
     out: &mut dyn Write,
     name: Option<&RegistryRef>,
     artifact: &Artifact,
 ) -> Result<u64, ImageError> {
-    let images = artifact.images();
-    let host = Platform::host();
-    let image: &Image = images
-        .iter()
-        .find(|i| i.config.value.platform().satisfies(&host))
-        .unwrap_or(&images[0]);
+    let image: &Image = artifact.images()[0];
     let familiar = name.map(|n| n.familiar());
     let blob_path = |d: &Descriptor| format!("blobs/sha256/{}", d.digest.hex());
     let manifest = vec![DockerManifestEntry {

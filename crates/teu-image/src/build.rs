@@ -3,6 +3,7 @@
 //! and the manifest.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -108,6 +109,16 @@ pub fn platforms_of(spec: &Spec, opts: &BuildOptions) -> Vec<Platform> {
 /// platform is built once and shared.
 pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
     let platforms = platforms_of(spec, opts);
+    if spec.format == Format::Docker {
+        for layer in &spec.layers {
+            if let Compression::Zstd { .. } = layer.compression.unwrap_or(spec.compression) {
+                return Err(BuildError::Unsupported {
+                    origin: layer.origin.to_string(),
+                    message: "the docker format has no zstd layers; use compression = \"gzip\" (or \"none\") with format = \"docker\"".into(),
+                });
+            }
+        }
+    }
     let mut warnings = Vec::new();
     let (base_lock, mut bases) = resolve_bases(spec, &platforms, opts, &mut warnings)?;
     let store_source: Arc<dyn BlobSource> = Arc::new(StoreSource(opts.store.clone()));
@@ -176,6 +187,14 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
     if let Format::Docker = spec.format {
         for (r, img) in reports.iter_mut().zip(artifact.images()) {
             r.digest = img.digest();
+            let base_layers = img.layers.len() - r.layers.len();
+            for (l, d) in r
+                .layers
+                .iter_mut()
+                .zip(&img.manifest.value.layers[base_layers..])
+            {
+                l.media_type = d.media_type.clone();
+            }
         }
     }
     Ok(BuildReport {
@@ -213,7 +232,7 @@ fn assemble(
         config.rootfs.diff_ids.push(layer.diff_id.clone());
         config.history.push(History {
             created: Some(created.clone()),
-            created_by: Some(describe(spec_layer)),
+            created_by: Some(describe(spec_layer, &spec_layer.items_for(platform))),
             ..History::default()
         });
     }
@@ -347,6 +366,7 @@ fn resolve_bases(
         size: desc.size,
         platforms: Vec::new(),
     };
+    let explicit = !opts.platforms.is_empty() || !spec.platforms.is_empty();
     for platform in platforms {
         let image =
             resolve::image_for(Arc::clone(&root.source), &desc, platform).map_err(|source| {
@@ -356,6 +376,15 @@ fn resolve_bases(
                     source: Box::new(source),
                 }
             })?;
+        // A single-platform base serves only its own platform. When the user named none,
+        // the image simply takes the base's; when they did, a mismatch is an error.
+        let has = image.config.value.platform();
+        if explicit && !has.satisfies(platform) {
+            return Err(lock_err(format!(
+                "base {} is a single image for {has}, not an index; it has no image for {platform}",
+                root.reference
+            )));
+        }
         let got = LockedPlatform {
             platform: platform.to_string(),
             manifest: image.digest(),
@@ -489,9 +518,8 @@ pub fn apply_config(c: &mut teu_oci::ContainerConfig, s: &ConfigSpec) {
 }
 
 /// `created_by` for a layer: what it holds, by image path, never by host path or time.
-fn describe(layer: &LayerSpec) -> String {
-    let parts: Vec<String> = layer
-        .items
+fn describe(layer: &LayerSpec, items: &[Item]) -> String {
+    let parts: Vec<String> = items
         .iter()
         .map(|i| match i {
             Item::Copy { dest, .. } => format!("copy {dest}"),
@@ -506,6 +534,9 @@ fn describe(layer: &LayerSpec) -> String {
             Item::Remove { path, .. } => format!("remove {path}"),
         })
         .collect();
+    if parts.is_empty() {
+        return format!("teu build: layer {:?}: empty", layer.name);
+    }
     format!("teu build: layer {:?}: {}", layer.name, parts.join(", "))
 }
 
@@ -525,11 +556,38 @@ fn build_one(
         ..
     }] = items
     {
-        let mut reader = open_decompressed(src).map_err(|source| LayerError::Io {
+        let io = |source| LayerError::Io {
             origin: origin.clone(),
             path: src.display().to_string(),
             source,
-        })?;
+        };
+        let mut reader = open_decompressed(src).map_err(io)?;
+        // Used byte for byte, so at least make sure it is a tar: a valid first header.
+        let mut first = [0u8; 512];
+        reader.read_exact(&mut first).map_err(io)?;
+        let header = tar::Header::from_byte_slice(&first);
+        let sum: u32 = first
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    u32::from(b' ')
+                } else {
+                    u32::from(b)
+                }
+            })
+            .sum();
+        if header.cksum().ok() != Some(sum) {
+            return Err(LayerError::Source {
+                origin: origin.clone(),
+                message: format!(
+                    "{} is not a tar archive (its first header is not valid)",
+                    src.display()
+                ),
+            }
+            .into());
+        }
+        let mut reader = std::io::Read::chain(&first[..], reader);
         let built = build_layer_from_tar(&mut reader, origin, &lopts, &opts.store)?;
         return Ok((built, 0));
     }
@@ -629,8 +687,12 @@ fn require_source(src: &Path, origin: &teu_layer::Origin) -> Result<(), LayerErr
 }
 
 /// Test-only: `TEU_TEST_LEAK_MTIME=/path` gives that entry a different mtime on every build
-/// in a process, the kind of leak `teu build --verify` exists to catch. Never set it
-/// outside tests.
+/// in a process, the kind of leak `teu build --verify` exists to catch. Compiled into debug
+/// builds only (the ones `cargo test` runs), so a release binary ignores it.
+#[cfg(not(debug_assertions))]
+fn leak_mtime_for_tests(_: &mut [Entry]) {}
+
+#[cfg(debug_assertions)]
 fn leak_mtime_for_tests(entries: &mut [Entry]) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static BUILDS: AtomicU64 = AtomicU64::new(1);

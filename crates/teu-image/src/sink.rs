@@ -23,15 +23,35 @@ pub struct OutputReport {
 /// The tag a layout or OCI archive output gets when the reference names none.
 pub const DEFAULT_TAG: &str = "latest";
 
+/// Refuse, before any work, an output teu cannot write.
+pub fn check_output(output: &Reference) -> Result<(), ImageError> {
+    match output {
+        Reference::Registry(r) => Err(invalid(
+            format!("output {r}"),
+            "pushing to a registry is not supported yet; write oci:DIR, oci-archive:FILE or docker-archive:FILE",
+        )),
+        Reference::Scratch => Err(invalid("output scratch", "scratch is a base, not an output")),
+        _ => Ok(()),
+    }
+}
+
 pub fn write_output(output: &Reference, artifact: &Artifact) -> Result<OutputReport, ImageError> {
+    check_output(output)?;
     let bytes_written = match output {
-        Reference::Layout { path, tag } => write_artifact(path, Some(tag.as_deref().unwrap_or(DEFAULT_TAG)), artifact)?,
+        Reference::Layout { path, tag } => {
+            write_artifact(path, Some(tag.as_deref().unwrap_or(DEFAULT_TAG)), artifact)?
+        }
         Reference::OciArchive { path, tag } => {
             let mut f = AtomicFile::create(path).map_err(io_err(path.display()))?;
             let n = {
                 let mut w = BufWriter::with_capacity(1 << 20, &mut f);
-                let n = write_oci_archive(&mut w, Some(tag.as_deref().unwrap_or(DEFAULT_TAG)), artifact)?;
-                w.into_inner().map_err(|e| io_err(path.display())(e.into_error()))?;
+                let n = write_oci_archive(
+                    &mut w,
+                    Some(tag.as_deref().unwrap_or(DEFAULT_TAG)),
+                    artifact,
+                )?;
+                w.into_inner()
+                    .map_err(|e| io_err(path.display())(e.into_error()))?;
                 n
             };
             f.commit().map_err(io_err(path.display()))?;
@@ -42,19 +62,14 @@ pub fn write_output(output: &Reference, artifact: &Artifact) -> Result<OutputRep
             let n = {
                 let mut w = BufWriter::with_capacity(1 << 20, &mut f);
                 let n = write_docker_archive(&mut w, name.as_ref(), artifact)?;
-                w.into_inner().map_err(|e| io_err(path.display())(e.into_error()))?;
+                w.into_inner()
+                    .map_err(|e| io_err(path.display())(e.into_error()))?;
                 n
             };
             f.commit().map_err(io_err(path.display()))?;
             n
         }
-        Reference::Registry(r) => {
-            return Err(invalid(
-                format!("output {r}"),
-                "pushing to a registry is not supported yet; write oci:DIR, oci-archive:FILE or docker-archive:FILE",
-            ))
-        }
-        Reference::Scratch => return Err(invalid("output scratch", "scratch is a base, not an output")),
+        Reference::Registry(_) | Reference::Scratch => unreachable!("refused by check_output"),
     };
     Ok(OutputReport {
         output: output.to_string(),

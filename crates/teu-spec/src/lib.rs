@@ -11,6 +11,8 @@
 pub mod lock;
 mod raw;
 
+pub use raw::check_port;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -218,7 +220,8 @@ impl fmt::Display for SpecError {
     }
 }
 
-/// Parse a mode written as `"0755"`, `"755"`, `"0o755"` (or a TOML integer such as `0o755`).
+/// Parse a mode written as a string: `"0755"`, `"755"` or `"0o755"`. TOML integers are
+/// refused by the spec's types: `mode = 755` would silently mean 0o1363.
 pub fn parse_mode(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
     match u32::from_str_radix(digits, 8) {

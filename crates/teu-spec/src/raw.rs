@@ -262,6 +262,13 @@ impl Ctx<'_> {
             check_placeholders(t.src.get_ref())
                 .map_err(|e| cx.err(t.src.span(), format!("{key}.src"), e))?;
             let dest = match &t.dest {
+                Some(d) if !t.normalize && check_dest(d.get_ref(), true).is_ok() && teu_layer::path::normalize_dir(d.get_ref().as_bytes()).is_ok_and(|p| !p.is_empty()) => {
+                    return Err(cx.err(
+                        d.span(),
+                        format!("{key}.dest"),
+                        "a tarball with normalize = false is used byte for byte, so its entries cannot be moved under dest; remove dest or set normalize = true",
+                    ))
+                }
                 Some(d) => cx.dest(d, &format!("{key}.dest"), true)?,
                 None => "/".to_string(),
             };
@@ -283,16 +290,18 @@ impl Ctx<'_> {
         Ok(items)
     }
 
+    /// A level without an algorithm keeps `default_name` (the image's algorithm).
     fn compression(
         &self,
         name: &Option<Spanned<String>>,
         level: &Option<Spanned<i64>>,
         key: &str,
+        default_name: &str,
     ) -> Result<Option<Compression>, SpecError> {
         match (name, level) {
             (None, None) => Ok(None),
             (name, level) => {
-                let n = name.as_ref().map_or("gzip", |n| n.get_ref().as_str());
+                let n = name.as_ref().map_or(default_name, |n| n.get_ref().as_str());
                 let span = name
                     .as_ref()
                     .map(|n| n.span())
@@ -329,6 +338,7 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
             &file.image.compression,
             &file.image.compression_level,
             "image",
+            "gzip",
         )?
         .unwrap_or_default();
     if let (Some(_), Some(ps)) = (&file.image.platform, &file.image.platforms) {
@@ -415,7 +425,17 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
     for (li, layer) in file.layers.into_iter().enumerate() {
         let lk = format!("layer[{li}]");
         let name = layer.name.clone().unwrap_or_else(|| format!("layer-{li}"));
-        let compression = cx.compression(&layer.compression, &layer.compression_level, &lk)?;
+        let image_algorithm = match spec.compression {
+            Compression::Gzip { .. } => "gzip",
+            Compression::Zstd { .. } => "zstd",
+            Compression::None => "none",
+        };
+        let compression = cx.compression(
+            &layer.compression,
+            &layer.compression_level,
+            &lk,
+            image_algorithm,
+        )?;
         let mut first_span = None;
         let common = PlatformItems {
             copy: layer.copy,
@@ -441,34 +461,7 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
             }
             per_platform.insert(platform, cx.items(table, &pk, dir, &mut first_span)?);
         }
-        let all = || items.iter().chain(per_platform.values().flatten());
-        if all().any(|i| {
-            matches!(
-                i,
-                Item::Tar {
-                    normalize: false,
-                    ..
-                }
-            )
-        }) && all().count() > 1
-        {
-            let at = all()
-                .find(|i| {
-                    matches!(
-                        i,
-                        Item::Tar {
-                            normalize: false,
-                            ..
-                        }
-                    )
-                })
-                .map(|i| i.origin().clone());
-            return Err(SpecError {
-                at: at.map(|o| o.to_string()).unwrap_or_else(|| label.to_string()),
-                key: None,
-                message: "a tarball with normalize = false is used byte for byte as its layer, so it must be the layer's only content; put the other entries in another [[layer]]".into(),
-            });
-        }
+        check_verbatim_tars(&items, &per_platform)?;
         spec.layers.push(LayerSpec {
             name,
             compression,
@@ -478,6 +471,40 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
         });
     }
     Ok(spec)
+}
+
+/// A tarball with `normalize = false` is the layer, byte for byte: for every platform it
+/// must be the layer's only entry.
+fn check_verbatim_tars(
+    items: &[Item],
+    per_platform: &BTreeMap<Platform, Vec<Item>>,
+) -> Result<(), SpecError> {
+    let verbatim = |i: &Item| {
+        matches!(
+            i,
+            Item::Tar {
+                normalize: false,
+                ..
+            }
+        )
+    };
+    let lone = |list: &[Item]| list.len() == 1 && verbatim(&list[0]);
+    let offending = if items.iter().any(verbatim) {
+        (!(lone(items) && per_platform.is_empty())).then(|| items.iter().find(|i| verbatim(i)))
+    } else {
+        per_platform
+            .values()
+            .find(|list| list.iter().any(verbatim) && !(items.is_empty() && lone(list)))
+            .map(|list| list.iter().find(|i| verbatim(i)))
+    };
+    match offending.flatten() {
+        None => Ok(()),
+        Some(i) => Err(SpecError {
+            at: i.origin().to_string(),
+            key: None,
+            message: "a tarball with normalize = false is used byte for byte as its layer, so it must be the layer's only content (for every platform); put the other entries in another [[layer]]".into(),
+        }),
+    }
 }
 
 /// `8080`, `8080/tcp`, `53/udp`, `132/sctp`.
@@ -586,6 +613,34 @@ remove = ["/etc/motd"]      # whiteouts for paths of the base
             "[[layer]]\ntars = [{ src = \"a.tar\", normalize = false }]\nremove = [\"/x\"]\n",
         );
         assert!(e.contains("normalize = false"), "{e}");
+    }
+
+    #[test]
+    fn a_layer_level_alone_keeps_the_image_algorithm() {
+        let spec = parse(
+            "[image]\ncompression = \"zstd\"\n[[layer]]\ncompression_level = 9\n",
+            "teu.toml",
+            Path::new("/s"),
+        )
+        .unwrap();
+        assert_eq!(
+            spec.layers[0].compression,
+            Some(Compression::Zstd { level: 9 })
+        );
+    }
+
+    #[test]
+    fn verbatim_tarballs_may_stand_alone_per_platform() {
+        let ok = "[image]\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n[[layer]]\n[layer.per_platform.\"linux/amd64\"]\ntars = [{ src = \"a.tar\", normalize = false }]\n[layer.per_platform.\"linux/arm64\"]\ntars = [{ src = \"b.tar\", normalize = false }]\n";
+        parse(ok, "teu.toml", Path::new("/s")).unwrap();
+        let mixed = "[[layer]]\ndirs = [{ path = \"/x\" }]\n[layer.per_platform.\"linux/amd64\"]\ntars = [{ src = \"a.tar\", normalize = false }]\n";
+        assert!(parse_err(mixed).contains("normalize = false"));
+        let dest = "[[layer]]\ntars = [{ src = \"a.tar\", dest = \"/opt\", normalize = false }]\n";
+        let e = parse_err(dest);
+        assert!(
+            e.contains("layer[0].tars[0].dest") && e.contains("cannot be moved"),
+            "{e}"
+        );
     }
 
     #[test]

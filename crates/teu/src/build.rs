@@ -124,7 +124,7 @@ pub struct BuildArgs {
     #[arg(long)]
     verify: bool,
 
-    /// Print nothing on stderr unless there is an error
+    /// Print only warnings and errors on stderr
     #[arg(short, long)]
     quiet: bool,
 }
@@ -192,7 +192,13 @@ pub fn load_spec(spec: Option<&Path>, flags_only: bool) -> Result<Spec> {
 /// Apply flags on top of the spec: flags win.
 fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
     if let Some(b) = &args.base {
-        let r: Reference = b.parse().map_err(|e| usage(format!("--base: {e}")))?;
+        let mut r: Reference = b.parse().map_err(|e| usage(format!("--base: {e}")))?;
+        // Paths on the command line are relative to where teu runs, like --copy's.
+        if let Reference::Layout { path, .. } = &mut r {
+            if path.is_relative() {
+                *path = std::env::current_dir()?.join(&*path);
+            }
+        }
         spec.base = Some((r, spec_origin("--base")));
     }
     if let Some(c) = &args.compression {
@@ -246,7 +252,10 @@ fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
         let (k, v) = key_value("--annotation", a)?;
         spec.annotations.insert(k, v);
     }
-    c.exposed_ports.extend(args.expose.iter().cloned());
+    for p in &args.expose {
+        teu_spec::check_port(p).map_err(|e| usage(format!("--expose: {e}")))?;
+        c.exposed_ports.push(p.clone());
+    }
     c.volumes.extend(args.volumes.iter().cloned());
 
     if !args.copies.is_empty() {
@@ -330,6 +339,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?
     };
+    for out in &outputs {
+        teu_image::sink::check_output(out).map_err(|e| usage(format!("--output: {e}")))?;
+    }
     if args.jobs == Some(0) {
         return Err(usage("--jobs must be at least 1"));
     }
