@@ -120,13 +120,13 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
         }
     }
     let mut warnings = Vec::new();
-    let (base_lock, mut bases) = resolve_bases(spec, &platforms, opts, &mut warnings)?;
+    let (base_lock, bases) = resolve_bases(spec, &platforms, opts, &mut warnings)?;
     let store_source: Arc<dyn BlobSource> = Arc::new(StoreSource(opts.store.clone()));
     let mut shared: Vec<Option<(teu_layer::BuiltLayer, usize)>> = vec![None; spec.layers.len()];
     let mut images = Vec::new();
     let mut reports = Vec::new();
-    for platform in &platforms {
-        let base = bases.as_mut().map(|b| b.remove(0));
+    for (platform, base) in bases {
+        let platform = &platform;
         let mut layers = Vec::new();
         let mut layer_reports = Vec::new();
         for (i, layer) in spec.layers.iter().enumerate() {
@@ -272,6 +272,8 @@ pub fn index_of(images: Vec<Image>, annotations: &BTreeMap<String, String>) -> A
     })
 }
 
+type BasesFor = (Option<LockedBase>, Vec<(Platform, Option<Image>)>);
+
 /// Where a base's top document is now: its source and the descriptor its reference names.
 struct BaseRoot {
     reference: String,
@@ -318,15 +320,17 @@ fn base_root(spec: &Spec) -> Result<Option<BaseRoot>, BuildError> {
 
 /// Resolve the base for every platform, honouring the lock: with a lock entry the base is
 /// read at the locked digest (a moved tag is a warning, or an error with `--locked`).
-/// Returns the resolution in lock form and one base image per platform.
+/// Returns the resolution in lock form and, for each platform to build, its base image.
+/// When the user named no platform and the base is a single image, the platform is the
+/// base's (not the host's), so placeholders and per-platform entries match the base.
 fn resolve_bases(
     spec: &Spec,
     platforms: &[Platform],
     opts: &BuildOptions,
     warnings: &mut Vec<String>,
-) -> Result<(Option<LockedBase>, Option<Vec<Image>>), BuildError> {
+) -> Result<BasesFor, BuildError> {
     let Some(root) = base_root(spec)? else {
-        return Ok((None, None));
+        return Ok((None, platforms.iter().map(|p| (p.clone(), None)).collect()));
     };
     let locked = opts.lock.as_ref().and_then(|l| l.base(&root.reference));
     let lock_err = |message: String| BuildError::Unsupported {
@@ -379,12 +383,17 @@ fn resolve_bases(
         // A single-platform base serves only its own platform. When the user named none,
         // the image simply takes the base's; when they did, a mismatch is an error.
         let has = image.config.value.platform();
-        if explicit && !has.satisfies(platform) {
+        let platform = if has.satisfies(platform) {
+            platform.clone()
+        } else if explicit {
             return Err(lock_err(format!(
                 "base {} is a single image for {has}, not an index; it has no image for {platform}",
                 root.reference
             )));
-        }
+        } else {
+            Platform::new(&has.os, &has.architecture, has.variant.as_deref())
+        };
+        let platform = &platform;
         let got = LockedPlatform {
             platform: platform.to_string(),
             manifest: image.digest(),
@@ -408,9 +417,9 @@ fn resolve_bases(
             }
         }
         entry.platforms.push(got);
-        images.push(image);
+        images.push((platform.clone(), Some(image)));
     }
-    Ok((Some(entry), Some(images)))
+    Ok((Some(entry), images))
 }
 
 /// Resolve the base without building anything, for `teu lock`. With `update` false, a base
@@ -562,30 +571,42 @@ fn build_one(
             source,
         };
         let mut reader = open_decompressed(src).map_err(io)?;
-        // Used byte for byte, so at least make sure it is a tar: a valid first header.
-        let mut first = [0u8; 512];
-        reader.read_exact(&mut first).map_err(io)?;
-        let header = tar::Header::from_byte_slice(&first);
-        let sum: u32 = first
-            .iter()
-            .enumerate()
-            .map(|(i, &b)| {
-                if (148..156).contains(&i) {
-                    u32::from(b' ')
-                } else {
-                    u32::from(b)
-                }
-            })
-            .sum();
-        if header.cksum().ok() != Some(sum) {
-            return Err(LayerError::Source {
+        // Used byte for byte, so at least make sure it is a tar: a valid first header, or
+        // the zero block that ends an empty archive.
+        let mut first = Vec::with_capacity(512);
+        (&mut reader)
+            .take(512)
+            .read_to_end(&mut first)
+            .map_err(io)?;
+        let not_tar = |why: &str| -> BuildError {
+            LayerError::Source {
                 origin: origin.clone(),
-                message: format!(
-                    "{} is not a tar archive (its first header is not valid)",
-                    src.display()
-                ),
+                message: format!("{} is not a tar archive ({why})", src.display()),
             }
-            .into());
+            .into()
+        };
+        if first.len() < 512 {
+            return Err(not_tar(&format!(
+                "{} bytes, less than one tar block",
+                first.len()
+            )));
+        }
+        if first.iter().any(|&b| b != 0) {
+            let stored = tar::Header::from_byte_slice(&first).cksum().ok();
+            let sum: u32 = first
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| {
+                    if (148..156).contains(&i) {
+                        u32::from(b' ')
+                    } else {
+                        u32::from(b)
+                    }
+                })
+                .sum();
+            if stored != Some(sum) {
+                return Err(not_tar("its first header's checksum is wrong"));
+            }
         }
         let mut reader = std::io::Read::chain(&first[..], reader);
         let built = build_layer_from_tar(&mut reader, origin, &lopts, &opts.store)?;

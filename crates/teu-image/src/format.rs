@@ -24,7 +24,9 @@ fn image_to_docker(mut image: Image) -> Result<Image, String> {
     let m = &image.manifest.value;
     let mut layers = m.layers.clone();
     for (d, l) in layers.iter_mut().zip(image.layers.iter_mut()) {
-        d.media_type = docker_layer_type(&d.media_type)?.to_string();
+        d.media_type = docker_layer_type(&d.media_type)
+            .map_err(|e| format!("layer {} (from {}): {e}", d.digest, l.source.name()))?
+            .to_string();
         d.annotations.clear();
         l.descriptor = d.clone();
     }

@@ -416,14 +416,22 @@ impl LayerTree {
                         })
                     }
                 }
+                // Follow a chain of links to the file it ends at; a cycle has no file.
                 let mut root = target.clone();
+                let mut seen = std::collections::HashSet::from([p.clone()]);
                 while let Some(Entry {
                     kind: Kind::Hardlink(t),
                     ..
                 }) = self.entries.get(&root)
                 {
-                    if *t == root || t == p {
-                        break;
+                    if !seen.insert(root.clone()) {
+                        return Err(LayerError::Source {
+                            origin: e.origin.clone(),
+                            message: format!(
+                                "hard link {} is part of a cycle of hard links with no file",
+                                path::display(p)
+                            ),
+                        });
                     }
                     root = t.clone();
                 }
@@ -433,12 +441,13 @@ impl LayerTree {
         }
         let mut first_of_inode: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
         let mut first_of_group: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-        let content_of: HashMap<Vec<u8>, Kind> = group_of
+        // The file a group's links end at: its content and its metadata go to the first path.
+        let content_of: HashMap<Vec<u8>, (Kind, Meta)> = group_of
             .values()
             .filter_map(|root| {
                 self.entries
                     .get(root)
-                    .map(|e| (root.clone(), e.kind.clone()))
+                    .map(|e| (root.clone(), (e.kind.clone(), e.meta.clone())))
             })
             .collect();
         let mut out = Vec::with_capacity(self.entries.len());
@@ -448,8 +457,9 @@ impl LayerTree {
                     Some(first) => e.kind = Kind::Hardlink(first.clone()),
                     None => {
                         first_of_group.insert(root.clone(), p.clone());
-                        if let Some(k @ Kind::File(_)) = content_of.get(root) {
+                        if let Some((k @ Kind::File(_), meta)) = content_of.get(root) {
                             e.kind = k.clone();
+                            e.meta = meta.clone();
                         }
                     }
                 }
@@ -580,7 +590,9 @@ mod tests {
     #[test]
     fn a_hard_link_sorting_before_its_target_gets_the_content() {
         let mut t = LayerTree::new();
-        t.insert(file("z/target", b"data", "o")).unwrap();
+        let mut target = file("z/target", b"data", "o");
+        target.meta.mode = 0o755;
+        t.insert(target).unwrap();
         let mut link = file("a/link", b"", "o");
         link.kind = Kind::Hardlink(b"z/target".to_vec());
         t.insert(link).unwrap();
@@ -588,7 +600,17 @@ mod tests {
         let a = out.iter().find(|e| e.path == b"a/link").unwrap();
         let z = out.iter().find(|e| e.path == b"z/target").unwrap();
         assert!(matches!(&a.kind, Kind::File(c) if c.size() == 4));
+        assert_eq!(a.meta.mode, 0o755, "the content keeps its file's metadata");
         assert!(matches!(&z.kind, Kind::Hardlink(t) if t == b"a/link"));
+
+        let mut t = LayerTree::new();
+        for (from, to) in [("a", "b"), ("b", "c"), ("c", "b")] {
+            let mut l = file(from, b"", "tarball");
+            l.kind = Kind::Hardlink(to.as_bytes().to_vec());
+            t.insert(l).unwrap();
+        }
+        let err = t.finish(&Defaults { mtime: 0 }).unwrap_err().to_string();
+        assert!(err.contains("cycle"), "{err}");
 
         let mut t = LayerTree::new();
         let mut dangling = file("l", b"", "tarball");

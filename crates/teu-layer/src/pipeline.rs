@@ -166,8 +166,9 @@ fn run(
         };
         let produced = produce(&mut sink);
         let flushed = sink.cut();
-        drop(sink); // closes the queues, so the workers and the writer finish
-                    // A writer error (disk full) is the cause of any "writer stopped" the producer saw.
+        // Closing the queues lets the workers and the writer finish.
+        drop(sink);
+        // A writer error (disk full) is the cause of any "writer stopped" the producer saw.
         let out = writer.join().expect("writer thread")?;
         let (diff_id, uncompressed_size) = produced?;
         flushed?;

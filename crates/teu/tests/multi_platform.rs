@@ -299,3 +299,40 @@ fn docker_format_uses_docker_media_types() {
     assert_eq!(code, 1);
     assert!(err.contains("no zstd layers"), "{err}");
 }
+
+/// With no platform named, an image on a single-platform base is built for the base's
+/// platform, placeholders included, whatever the host is.
+#[test]
+fn without_a_platform_the_image_follows_a_single_platform_base() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    write(&t.path().join("b"), b"base");
+    ok(teu(&home).current_dir(t.path()).args([
+        "build",
+        "-q",
+        "--copy",
+        "b:/b",
+        "--platform",
+        "linux/riscv64",
+        "-o",
+        "oci:base:1",
+    ]));
+    write(&t.path().join("bin/riscv64/app"), b"riscv app");
+    write(&t.path().join("bin/amd64/app"), b"amd64 app");
+    write(&t.path().join("teu.toml"), b"[image]\nbase = \"oci:base:1\"\n[[layer]]\ncopy = [{ src = \"bin/{arch}/app\", dest = \"/app\" }]\n");
+    let out = ok(teu(&home)
+        .current_dir(t.path())
+        .args(["build", "-o", "oci:out:v1", "--json"]));
+    let v = json(&out.stdout);
+    assert_eq!(v["platforms"][0]["platform"], "linux/riscv64");
+    ok(teu(&home).current_dir(t.path()).args(["lock"]));
+    let lock = fs::read_to_string(t.path().join("teu.lock")).unwrap();
+    assert!(lock.contains("platform = \"linux/riscv64\""), "{lock}");
+    ok(Command::new(tool("umoci"))
+        .current_dir(t.path())
+        .args(["unpack", "--image", "out:v1", "unpacked"]));
+    assert_eq!(
+        fs::read_to_string(t.path().join("unpacked/rootfs/app")).unwrap(),
+        "riscv app"
+    );
+}
