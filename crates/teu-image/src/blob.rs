@@ -20,6 +20,11 @@ pub trait BlobSource: Send + Sync + Debug {
     }
     /// For messages: `teu store`, `oci:base`.
     fn name(&self) -> String;
+    /// The registry and repository holding the blob, when the source is one: a push to
+    /// the same registry mounts it instead of moving bytes.
+    fn registry_repository(&self) -> Option<(&str, &str)> {
+        None
+    }
 }
 
 /// teu's content-addressed store.

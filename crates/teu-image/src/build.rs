@@ -30,6 +30,8 @@ pub struct BuildOptions {
     /// Overrides the spec's platform.
     pub platform: Option<Platform>,
     pub defaults: Defaults,
+    /// For registry bases (only their manifest and config are read).
+    pub registry: Option<teu_registry::Client>,
 }
 
 /// One built layer, for summaries and `--json`.
@@ -82,7 +84,7 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
         .clone()
         .or_else(|| spec.platform.clone())
         .unwrap_or_else(Platform::host);
-    let base = resolve_base(spec, &platform)?;
+    let base = resolve_base(spec, &platform, opts.registry.as_ref())?;
     let store_source: Arc<dyn BlobSource> = Arc::new(StoreSource(opts.store.clone()));
 
     let mut layers: Vec<Layer> = Vec::new();
@@ -156,7 +158,11 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
     })
 }
 
-fn resolve_base(spec: &Spec, platform: &Platform) -> Result<Option<Image>, BuildError> {
+fn resolve_base(
+    spec: &Spec,
+    platform: &Platform,
+    registry: Option<&teu_registry::Client>,
+) -> Result<Option<Image>, BuildError> {
     let Some((reference, origin)) = &spec.base else {
         return Ok(None);
     };
@@ -177,10 +183,19 @@ fn resolve_base(spec: &Spec, platform: &Platform) -> Result<Option<Image>, Build
                 .map(Some)
                 .map_err(base_err)
         }
+        Reference::Registry(r) => match registry {
+            Some(client) => crate::registry::read_image(client, r, platform)
+                .map(Some)
+                .map_err(base_err),
+            None => Err(BuildError::Unsupported {
+                origin: origin.to_string(),
+                message: format!("base {r}: no registry client was configured"),
+            }),
+        },
         other => Err(BuildError::Unsupported {
             origin: origin.to_string(),
             message: format!(
-                "base {other}: only scratch and oci:DIR[:TAG] bases are supported so far"
+                "base {other}: only scratch, oci:DIR[:TAG] and registry bases are supported so far"
             ),
         }),
     }

@@ -147,7 +147,10 @@ impl Keychain {
             {
                 return helper_get(helper, &registry);
             }
-            if let Some((key, entry)) = file.auths.iter().find(|(k, _)| normalize_key(k) == registry)
+            if let Some((key, entry)) = file
+                .auths
+                .iter()
+                .find(|(k, _)| normalize_key(k) == registry)
             {
                 let what = format!("{}: auths.{key:?}", path.display());
                 if let Some(c) = entry_credential(entry, &what)? {
@@ -186,7 +189,10 @@ impl Keychain {
             .entry("auths")
             .or_insert_with(|| Value::Object(Map::new()));
         let Some(auths) = auths.as_object_mut() else {
-            return Err(invalid(path.display().to_string(), "field auths is not an object"));
+            return Err(invalid(
+                path.display().to_string(),
+                "field auths is not an object",
+            ));
         };
         auths.retain(|k, _| normalize_key(k) != registry);
         let token = base64::engine::general_purpose::STANDARD
@@ -245,9 +251,12 @@ fn configured_helper(doc: &Map<String, Value>, registry: &str) -> Option<String>
 fn read_auth_file(path: &Path) -> Result<Option<AuthFile>, RegistryError> {
     match std::fs::read(path) {
         Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(None),
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| invalid(path.display().to_string(), format!("is not a valid auth file: {e}"))),
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+            invalid(
+                path.display().to_string(),
+                format!("is not a valid auth file: {e}"),
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(RegistryError::Io {
             what: path.display().to_string(),
@@ -259,8 +268,12 @@ fn read_auth_file(path: &Path) -> Result<Option<AuthFile>, RegistryError> {
 fn read_json(path: &Path) -> Result<Map<String, Value>, RegistryError> {
     match std::fs::read(path) {
         Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Ok(Map::new()),
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| invalid(path.display().to_string(), format!("is not a JSON object: {e}"))),
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            invalid(
+                path.display().to_string(),
+                format!("is not a JSON object: {e}"),
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
         Err(source) => Err(RegistryError::Io {
             what: path.display().to_string(),
@@ -366,10 +379,12 @@ fn run_helper(helper: &str, verb: &str, input: &str) -> Result<Vec<u8>, Registry
                 source,
             })?;
     }
-    let out = child.wait_with_output().map_err(|source| RegistryError::Io {
-        what: what.clone(),
-        source,
-    })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|source| RegistryError::Io {
+            what: what.clone(),
+            source,
+        })?;
     if !out.status.success() {
         // Helpers print their own message; it holds no secret (the secret is on stdout).
         let msg = String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -410,7 +425,9 @@ mod tests {
                 password: Secret::new("pa:ss")
             })
         );
-        assert!(matches!(k.get("reg.local:5000").unwrap(), Some(Credential::Basic { username, .. }) if username == "u"));
+        assert!(
+            matches!(k.get("reg.local:5000").unwrap(), Some(Credential::Basic { username, .. }) if username == "u")
+        );
         assert_eq!(k.get("other.io").unwrap(), None);
     }
 
@@ -429,7 +446,9 @@ mod tests {
         let k = chain(d.path(), r#"{"auths":{},"psFormat":"x"}"#);
         k.login("localhost:5000", "alice", &Secret::new("s3cret"))
             .unwrap();
-        assert!(matches!(k.get("localhost:5000").unwrap(), Some(Credential::Basic { username, password }) if username == "alice" && password.expose() == "s3cret"));
+        assert!(
+            matches!(k.get("localhost:5000").unwrap(), Some(Credential::Basic { username, password }) if username == "alice" && password.expose() == "s3cret")
+        );
         let text = std::fs::read_to_string(d.path().join("config.json")).unwrap();
         assert!(text.contains("psFormat"), "{text}");
         assert!(k.logout("localhost:5000").unwrap());

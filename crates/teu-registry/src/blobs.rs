@@ -20,7 +20,9 @@ pub type OpenBlob<'a> = &'a (dyn Fn() -> Result<Box<dyn Read + Send>, RegistryEr
 pub enum MountOutcome {
     Mounted,
     /// The registry did not mount; when it opened an upload session instead, its location.
-    NotMounted { location: Option<String> },
+    NotMounted {
+        location: Option<String>,
+    },
 }
 
 impl Client {
@@ -148,7 +150,9 @@ impl Client {
             let retryable = match &err {
                 RegistryError::Exhausted { .. } => true,
                 RegistryError::Http { message, .. } => !message.contains("does not match"),
-                RegistryError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 400 || *status == 416,
+                RegistryError::Status { status, .. } => {
+                    *status >= 500 || *status == 429 || *status == 400 || *status == 416
+                }
                 RegistryError::NotFound { detail, .. } => detail.contains("BLOB_UPLOAD_UNKNOWN"),
                 _ => false,
             };
@@ -168,7 +172,12 @@ impl Client {
         }
     }
 
-    fn start_upload(&self, registry: &str, repo: &str, what: &str) -> Result<String, RegistryError> {
+    fn start_upload(
+        &self,
+        registry: &str,
+        repo: &str,
+        what: &str,
+    ) -> Result<String, RegistryError> {
         let req = Request {
             method: Method::POST,
             registry,
@@ -195,7 +204,8 @@ impl Client {
         what: &str,
     ) -> Result<(), RegistryError> {
         let mut url = self.location(registry, location)?;
-        url.query_pairs_mut().append_pair("digest", &digest.to_string());
+        url.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
         let inner = self.inner.clone();
         let name = format!("blob {digest}");
         let body = move || -> Result<Body, RegistryError> {
@@ -253,7 +263,10 @@ impl Client {
             let end = offset + n as u64 - 1;
             let inner = self.inner.clone();
             let body = move || -> Result<Body, RegistryError> {
-                inner.counters.bytes_up.fetch_add(data.len() as u64, Ordering::Relaxed);
+                inner
+                    .counters
+                    .bytes_up
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
                 Ok(Body::from(data.to_vec()))
             };
             let url = self.location(registry, &location)?;
@@ -280,7 +293,8 @@ impl Client {
             offset += n as u64;
         }
         let mut url = self.location(registry, &location)?;
-        url.query_pairs_mut().append_pair("digest", &digest.to_string());
+        url.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
         let req = Request {
             method: Method::PUT,
             registry,
@@ -330,7 +344,11 @@ pub struct BlobReader {
 
 impl std::fmt::Debug for BlobReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BlobReader({}/{}@{})", self.registry, self.repo, self.digest)
+        write!(
+            f,
+            "BlobReader({}/{}@{})",
+            self.registry, self.repo, self.digest
+        )
     }
 }
 
@@ -345,9 +363,10 @@ impl BlobReader {
         let req = Request {
             method: Method::GET,
             registry: &self.registry,
-            url: self
-                .client
-                .url(&self.registry, &format!("/v2/{}/blobs/{}", self.repo, self.digest)),
+            url: self.client.url(
+                &self.registry,
+                &format!("/v2/{}/blobs/{}", self.repo, self.digest),
+            ),
             scope: pull(&self.repo),
             headers: if offset > 0 {
                 vec![(RANGE.as_str(), format!("bytes={offset}-"))]
@@ -377,7 +396,10 @@ impl BlobReader {
     }
 
     fn fail(&self, msg: String) -> io::Error {
-        io::Error::new(io::ErrorKind::InvalidData, format!("{}: {msg}", self.what()))
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {msg}", self.what()),
+        )
     }
 }
 
@@ -393,7 +415,11 @@ impl Read for BlobReader {
             let r = self.resp.as_mut().expect("opened").read(buf);
             let problem = match r {
                 Ok(0) if self.size.is_some_and(|s| self.offset < s) => {
-                    format!("body ended at {} of {} bytes", self.offset, self.size.unwrap_or_default())
+                    format!(
+                        "body ended at {} of {} bytes",
+                        self.offset,
+                        self.size.unwrap_or_default()
+                    )
                 }
                 Ok(0) => {
                     let (actual, n, _) = self.hasher.take().expect("checked").finish();
@@ -425,9 +451,12 @@ impl Read for BlobReader {
                     self.failures
                 )));
             }
-            self.client.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+            self.client
+                .inner
+                .counters
+                .retries
+                .fetch_add(1, Ordering::Relaxed);
             std::thread::sleep(policy.backoff(self.failures));
         }
     }
 }
-

@@ -209,8 +209,12 @@ impl Client {
     pub(crate) fn location(&self, registry: &str, loc: &str) -> Result<url::Url, RegistryError> {
         let base = url::Url::parse(&self.base_url(registry))
             .map_err(|e| invalid(registry, format!("bad registry URL: {e}")))?;
-        base.join(loc)
-            .map_err(|e| invalid(registry, format!("upload location {loc:?} is not a URL: {e}")))
+        base.join(loc).map_err(|e| {
+            invalid(
+                registry,
+                format!("upload location {loc:?} is not a URL: {e}"),
+            )
+        })
     }
 
     /// Send a request with authentication and retries, and hand the response with an
@@ -346,10 +350,7 @@ impl Client {
                 Some(Some(c)) => {
                     if let Some(t) = st.tokens.get(&(registry.to_string(), scope.to_string())) {
                         if t.fresh() {
-                            return Ok(Some(Secret::new(format!(
-                                "Bearer {}",
-                                t.secret.expose()
-                            ))));
+                            return Ok(Some(Secret::new(format!("Bearer {}", t.secret.expose()))));
                         }
                     }
                     c.clone()
@@ -395,7 +396,8 @@ impl Client {
         let mut st = self.inner.auth.lock().expect("auth lock");
         st.tokens.remove(&(registry.to_string(), scope.to_string()));
         let known = st.challenges.get(registry).cloned().flatten();
-        st.challenges.insert(registry.to_string(), challenge.clone());
+        st.challenges
+            .insert(registry.to_string(), challenge.clone());
         drop(st);
         Ok(match challenge {
             None => false,
@@ -429,6 +431,23 @@ impl Client {
         Ok(c)
     }
 
+    /// Check that the credentials for `registry` are accepted (`GET /v2/`, with a token of
+    /// no scope when the registry uses tokens, as `docker login` does).
+    pub fn check_login(&self, registry: &str) -> Result<(), RegistryError> {
+        let what = format!("logging in to {registry}");
+        let req = Request {
+            method: Method::GET,
+            registry,
+            url: self.url(registry, "/v2/"),
+            scope: String::new(),
+            headers: vec![],
+            body: None,
+            retry: true,
+            what: &what,
+        };
+        self.execute(&req, &[200], |_| Ok(()))
+    }
+
     /// Use these credentials for `registry` instead of the keychain's (`teu login`).
     pub fn set_credential(&self, registry: &str, cred: Option<Credential>) {
         let mut st = self.inner.auth.lock().expect("auth lock");
@@ -445,8 +464,12 @@ impl Client {
         cred: Option<Credential>,
     ) -> Result<Token, RegistryError> {
         let what = format!("token for {registry} ({scope}) from {realm}");
-        let mut url = url::Url::parse(realm)
-            .map_err(|e| invalid(&what, format!("the registry's token realm is not a URL: {e}")))?;
+        let mut url = url::Url::parse(realm).map_err(|e| {
+            invalid(
+                &what,
+                format!("the registry's token realm is not a URL: {e}"),
+            )
+        })?;
         let policy = &self.inner.opts.retry;
         let mut failures = 0;
         loop {
@@ -566,7 +589,11 @@ pub(crate) fn registry_detail(resp: Response) -> String {
         for e in v["errors"].as_array().into_iter().flatten() {
             let code = e["code"].as_str().unwrap_or("");
             let msg = e["message"].as_str().unwrap_or("");
-            parts.push(format!("{code}: {msg}").trim_matches([' ', ':']).to_string());
+            parts.push(
+                format!("{code}: {msg}")
+                    .trim_matches([' ', ':'])
+                    .to_string(),
+            );
         }
     }
     // Docker Hub's pull limits: tell the user where they stand.

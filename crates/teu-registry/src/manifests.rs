@@ -22,7 +22,11 @@ pub struct ManifestResponse {
 
 impl ManifestResponse {
     pub fn descriptor(&self) -> Descriptor {
-        Descriptor::new(&self.media_type, self.digest.clone(), self.bytes.len() as u64)
+        Descriptor::new(
+            &self.media_type,
+            self.digest.clone(),
+            self.bytes.len() as u64,
+        )
     }
 }
 
@@ -36,7 +40,8 @@ fn media_type_of(headers: &HeaderMap, body: &[u8]) -> String {
     // The document's own mediaType wins over a Content-Type a proxy may have rewritten.
     match serde_json::from_slice::<Probe>(body) {
         Ok(Probe {
-            media_type: Some(m), ..
+            media_type: Some(m),
+            ..
         }) => m,
         Ok(Probe {
             manifests: Some(_), ..
