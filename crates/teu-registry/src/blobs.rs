@@ -44,7 +44,8 @@ impl Client {
             retry: true,
             what: &what,
         };
-        match self.execute(&req, &[200], |r| Ok(r.content_length())) {
+        // The header, not `content_length()`: a HEAD response has an empty body.
+        match self.execute(&req, &[200], |r| Ok(header_length(&r))) {
             Ok(n) => Ok(Some(n.unwrap_or_default())),
             Err(RegistryError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -320,6 +321,13 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+pub(crate) fn header_length(r: &Response) -> Option<u64> {
+    r.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn location_of(r: &Response) -> Option<String> {

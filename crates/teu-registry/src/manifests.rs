@@ -133,7 +133,7 @@ impl Client {
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            Ok((digest, mt, r.content_length()))
+            Ok((digest, mt, crate::blobs::header_length(&r)))
         });
         match r {
             Ok((Some(d), Some(mt), Some(n))) => Ok(Some(Descriptor::new(&mt, d, n))),

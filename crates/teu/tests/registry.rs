@@ -1,0 +1,269 @@
+//! teu against the real CNCF distribution registry on loopback, with a recording and
+//! fault-injecting proxy in front: bytes and requests are counted on the wire.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::registry::{blob_gets, mounts, uploads, Auth, FaultKind, Proxy, Registry};
+use common::{digest, fails, ok, teu, tool};
+
+/// Incompressible bytes, reproducible from `seed`.
+fn random_file(path: &Path, len: usize, seed: u64) {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    common::write(path, &v);
+}
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        std::fs::create_dir_all(dir.join("docker")).unwrap();
+        Env { _tmp: tmp, dir }
+    }
+    /// teu with its own store and an empty Docker config (no stray credentials).
+    fn teu(&self) -> Command {
+        let mut c = teu(&self.dir.join("home"));
+        c.env("DOCKER_CONFIG", self.dir.join("docker"))
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env("XDG_RUNTIME_DIR", self.dir.join("run"))
+            .env("HOME", &self.dir)
+            .current_dir(&self.dir);
+        c
+    }
+}
+
+/// A two-layer base (`big` bytes and 64 KiB, uncompressed so it builds fast) pushed to
+/// `target`.
+fn push_base(env: &Env, target: &str, big: usize) -> String {
+    let d = env.dir.join("base");
+    random_file(&d.join("big.bin"), big, 1);
+    random_file(&d.join("small.bin"), 64 << 10, 2);
+    common::write(
+        &d.join("teu.toml"),
+        br#"[image]
+base = "scratch"
+compression = "none"
+[[layer]]
+name = "big"
+copy = [{ src = "big.bin", dest = "/big.bin" }]
+[[layer]]
+name = "small"
+copy = [{ src = "small.bin", dest = "/small.bin" }]
+"#,
+    );
+    digest(&ok(env.teu().args(["build", "base", "-q", "-o", target])))
+}
+
+/// An app spec with two layers (lib, app) on `base`.
+fn app_spec(env: &Env, base: &str, app_text: &str) {
+    let d = env.dir.join("app");
+    random_file(&d.join("lib.bin"), 256 << 10, 3);
+    common::write(&d.join("app.txt"), app_text.as_bytes());
+    common::write(
+        &d.join("teu.toml"),
+        format!(
+            r#"[image]
+base = "{base}"
+[[layer]]
+name = "lib"
+copy = [{{ src = "lib.bin", dest = "/lib.bin" }}]
+[[layer]]
+name = "app"
+copy = [{{ src = "app.txt", dest = "/app.txt" }}]
+"#
+        )
+        .as_bytes(),
+    );
+}
+
+fn inspect_json(env: &Env, r: &str) -> serde_json::Value {
+    let out = ok(env.teu().args(["inspect", r, "--json"]));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn layer_digests(v: &serde_json::Value) -> Vec<String> {
+    v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn shallow_base_mounted_layers_and_only_changed_blobs_move() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let env = Env::new();
+    push_base(&env, &format!("{}/base:1", reg.addr), 2 << 20);
+    let base = inspect_json(&env, &format!("{}/base:1", reg.addr));
+    let base_layers = layer_digests(&base);
+    let base_config = base["config"]["digest"].as_str().unwrap().to_string();
+    assert_eq!(base_layers.len(), 2);
+
+    // Build on the base through the proxy and push to another repository.
+    app_spec(&env, &format!("{}/base:1", proxy.addr), "v1");
+    proxy.take_log();
+    let out = ok(env
+        .teu()
+        .args(["build", "app", "-o", &format!("{}/app:1", proxy.addr)]));
+    let first = digest(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not pinned by digest"), "{stderr}");
+    let log = proxy.take_log();
+    let gets = blob_gets(&log);
+    assert_eq!(
+        gets,
+        vec![base_config.clone()],
+        "only the base config is read: {log:#?}"
+    );
+    let mounted: Vec<_> = mounts(&log);
+    assert_eq!(mounted.len(), 2, "both base layers are mounted: {log:#?}");
+    for l in &base_layers {
+        // The mount parameter is URL-encoded (sha256%3A…): match the hex.
+        assert!(
+            mounted.iter().any(|m| m.path.contains(&l[7..])),
+            "{l} not mounted"
+        );
+    }
+    let up = uploads(&log);
+    assert_eq!(
+        up.len(),
+        3,
+        "lib, app and config are uploaded, nothing else: {up:#?}"
+    );
+    let big = (2 << 20) as u64;
+    assert!(
+        up.iter().all(|e| e.bytes_up < big),
+        "a base layer went up: {up:#?}"
+    );
+
+    // The same image again: nothing is uploaded or mounted.
+    let again = digest(&ok(env.teu().args([
+        "build",
+        "app",
+        "-q",
+        "-o",
+        &format!("{}/app:1", proxy.addr),
+    ])));
+    assert_eq!(again, first);
+    let log = proxy.take_log();
+    assert!(uploads(&log).is_empty(), "{log:#?}");
+    assert!(mounts(&log).is_empty(), "{log:#?}");
+    assert!(blob_gets(&log).len() <= 1, "{log:#?}");
+
+    // One file changes: its layer and the config go up, nothing else.
+    common::write(&env.dir.join("app/app.txt"), b"v2");
+    let changed = digest(&ok(env.teu().args([
+        "build",
+        "app",
+        "-q",
+        "-o",
+        &format!("{}/app:2", proxy.addr),
+    ])));
+    assert_ne!(changed, first);
+    let log = proxy.take_log();
+    let up = uploads(&log);
+    assert_eq!(up.len(), 2, "{up:#?}");
+    assert!(mounts(&log).is_empty());
+    let app2 = inspect_json(&env, &format!("{}/app:2", reg.addr));
+    let new_layer = layer_digests(&app2).last().unwrap().clone();
+    let new_config = app2["config"]["digest"].as_str().unwrap().to_string();
+    for d in [&new_layer, &new_config] {
+        assert!(
+            up.iter().any(|e| e.path.contains(&d[7..])),
+            "{d} not uploaded: {up:#?}"
+        );
+    }
+
+    // A copy to another repository of the same registry mounts every layer.
+    let out = ok(env.teu().args([
+        "push",
+        &format!("{}/app:2", proxy.addr),
+        &format!("{}/copy:2", proxy.addr),
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["digest"], changed);
+    let log = proxy.take_log();
+    assert_eq!(mounts(&log).len(), 4, "{log:#?}");
+    assert!(blob_gets(&log).iter().all(|g| *g == new_config), "{log:#?}");
+    assert_eq!(
+        digest(&ok(env
+            .teu()
+            .args(["digest", &format!("{}/copy:2", reg.addr)]))),
+        changed
+    );
+}
+
+#[test]
+fn dry_run_plans_and_moves_nothing_then_tags_and_digest_file() {
+    let reg = Registry::start(Auth::None);
+    let env = Env::new();
+    let d = push_base(&env, &format!("{}/base:1", reg.addr), 300 << 10);
+    let out = ok(env.teu().args([
+        "push",
+        &format!("{}/base:1", reg.addr),
+        &format!("{}/other:x", reg.addr),
+        "--dry-run",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions: Vec<&str> = v["push"]["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["upload", "mount", "mount"], "{v:#}");
+    let layers_size: u64 = inspect_json(&env, &format!("{}/base:1", reg.addr))["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["size"].as_u64().unwrap())
+        .sum();
+    assert_eq!(v["push"]["bytes"]["mounted"], layers_size, "{v:#}");
+    assert_eq!(
+        v["push"]["bytes"]["uploaded"], v["push"]["blobs"][0]["size"],
+        "{v:#}"
+    );
+    let (_, err) = fails(env.teu().args(["digest", &format!("{}/other:x", reg.addr)]));
+    assert!(err.contains("not found"), "{err}");
+
+    let df = env.dir.join("digest.txt");
+    ok(env.teu().args([
+        "push",
+        &format!("{}/base:1", reg.addr),
+        &format!("{}/other:x", reg.addr),
+        "--tag",
+        "y",
+        "--tag",
+        "z",
+        "--digest-file",
+        df.to_str().unwrap(),
+    ]));
+    assert_eq!(std::fs::read_to_string(&df).unwrap().trim(), d);
+    let tags = ok(env.teu().args(["tags", &format!("{}/other", reg.addr)]));
+    let mut tags: Vec<String> = String::from_utf8(tags.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["x", "y", "z"]);
+}
