@@ -267,3 +267,151 @@ fn dry_run_plans_and_moves_nothing_then_tags_and_digest_file() {
     tags.sort();
     assert_eq!(tags, ["x", "y", "z"]);
 }
+
+/// Build the app into a layout (no registry involved) to know the digest a push must give.
+fn app_layout(env: &Env) -> String {
+    let d = env.dir.join("plain");
+    random_file(&d.join("lib.bin"), 3 << 20, 7);
+    common::write(&d.join("app.txt"), b"fault");
+    common::write(
+        &d.join("teu.toml"),
+        br#"[image]
+base = "scratch"
+compression = "none"
+[[layer]]
+name = "lib"
+copy = [{ src = "lib.bin", dest = "/lib.bin" }]
+[[layer]]
+name = "app"
+copy = [{ src = "app.txt", dest = "/app.txt" }]
+"#,
+    );
+    digest(&ok(env.teu().args([
+        "build",
+        "plain",
+        "-q",
+        "-o",
+        "oci:layout:v1",
+    ])))
+}
+
+#[test]
+fn pushes_survive_throttling_server_errors_resets_truncation_and_slowness() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let env = Env::new();
+    let want = app_layout(&env);
+    proxy.fault(
+        "POST",
+        "/blobs/uploads/",
+        FaultKind::Status(429, Some(1)),
+        1,
+    );
+    proxy.fault("POST", "/blobs/uploads/", FaultKind::Status(429, None), 1);
+    proxy.fault("PUT", "/blobs/uploads/", FaultKind::Status(500, None), 1);
+    proxy.fault("HEAD", "/blobs/", FaultKind::Status(502, None), 1);
+    proxy.fault("PUT", "/manifests/", FaultKind::Status(503, None), 1);
+    proxy.fault(
+        "PUT",
+        "/blobs/uploads/",
+        FaultKind::Slow(std::time::Duration::from_millis(700)),
+        1,
+    );
+    let started = std::time::Instant::now();
+    let out = ok(env.teu().args([
+        "push",
+        "oci:layout:v1",
+        &format!("{}/faulty:v1", proxy.addr),
+        "--json",
+    ]));
+    assert_eq!(digest_of_json(&out), want);
+    assert_eq!(proxy.faults_left(), 0, "every fault was hit");
+    // Retry-After: 1 was honoured.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["push"]["traffic"]["retries"].as_u64().unwrap() >= 5,
+        "{v:#}"
+    );
+
+    // Reads: a connection dropped mid-body and a truncated body are resumed, and the
+    // result is verified.
+    proxy.take_log();
+    proxy.fault("GET", "/blobs/sha256:", FaultKind::ResetMidBody, 1);
+    proxy.fault("GET", "/blobs/sha256:", FaultKind::Truncate, 1);
+    proxy.fault("GET", "/manifests/", FaultKind::Truncate, 1);
+    ok(env.teu().args([
+        "pull",
+        &format!("{}/faulty:v1", proxy.addr),
+        "oci:pulled:v1",
+    ]));
+    assert_eq!(proxy.faults_left(), 0);
+    assert_eq!(
+        digest(&ok(env.teu().args(["digest", "oci:pulled:v1"]))),
+        want
+    );
+    let log = proxy.take_log();
+    assert!(
+        log.iter().any(|e| e.method == "GET" && e.status == 206),
+        "a resumed read used Range: {log:#?}"
+    );
+}
+
+fn digest_of_json(out: &std::process::Output) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn past_the_retry_budget_a_push_fails_clearly_and_a_rerun_completes() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let env = Env::new();
+    let want = app_layout(&env);
+    proxy.fault("PUT", "/manifests/", FaultKind::Status(503, None), 10);
+    let (code, err) = fails(env.teu().args([
+        "push",
+        "oci:layout:v1",
+        &format!("{}/budget:v1", proxy.addr),
+        "--retries",
+        "3",
+    ]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("gave up after 3 attempts"), "{err}");
+    assert!(err.contains("503"), "{err}");
+    assert!(err.contains("budget"), "{err}");
+    proxy.faults.lock().unwrap().clear();
+    proxy.take_log();
+    let out = ok(env.teu().args([
+        "push",
+        "oci:layout:v1",
+        &format!("{}/budget:v1", proxy.addr),
+    ]));
+    assert_eq!(digest(&out), want);
+    // The blobs made it the first time: the re-run only writes the manifest.
+    assert!(uploads(&proxy.take_log()).is_empty());
+}
+
+#[test]
+fn rate_limits_are_reported_with_the_registry_numbers() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let env = Env::new();
+    app_layout(&env);
+    proxy.fault("HEAD", "/blobs/", FaultKind::RateLimited, 100);
+    let (code, err) = fails(env.teu().args([
+        "push",
+        "oci:layout:v1",
+        &format!("{}/limited:v1", proxy.addr),
+        "--retries",
+        "2",
+        "--registry-profile",
+        &format!("{}=dockerhub", proxy.addr),
+    ]));
+    assert_eq!(code, 1);
+    assert!(err.contains("429"), "{err}");
+    assert!(
+        err.contains("rate limit 100;w=21600, remaining 0;w=21600"),
+        "{err}"
+    );
+}

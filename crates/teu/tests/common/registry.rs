@@ -135,6 +135,8 @@ pub enum FaultKind {
     ResetMidBody,
     /// Forward, then send the head (with the full Content-Length) and half the body, and close.
     Truncate,
+    /// 429 with Docker Hub's rate-limit headers and no Retry-After.
+    RateLimited,
     /// Wait this long before forwarding.
     Slow(Duration),
 }
@@ -250,10 +252,18 @@ fn handle(
         bytes_down: 0,
         fault: fault.as_ref().map(|f| format!("{f:?}")),
     };
-    if let Some(FaultKind::Status(code, retry_after)) = &fault {
-        let ra = retry_after
-            .map(|s| format!("Retry-After: {s}\r\n"))
-            .unwrap_or_default();
+    let status = match &fault {
+        Some(FaultKind::Status(code, ra)) => Some((
+            *code,
+            ra.map(|s| format!("Retry-After: {s}\r\n")).unwrap_or_default(),
+        )),
+        Some(FaultKind::RateLimited) => Some((
+            429,
+            "ratelimit-limit: 100;w=21600\r\nratelimit-remaining: 0;w=21600\r\ndocker-ratelimit-source: 127.0.0.1\r\n".to_string(),
+        )),
+        _ => None,
+    };
+    if let Some((code, ra)) = status {
         let msg =
             br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"injected by the test proxy"}]}"#;
         write!(
@@ -262,7 +272,7 @@ fn handle(
             msg.len()
         )?;
         client_w.write_all(msg)?;
-        record.status = *code;
+        record.status = code;
         log.lock().unwrap().push(record);
         return Ok(());
     }
