@@ -257,7 +257,12 @@ impl Client {
                     let status = resp.status().as_u16();
                     if status == 401 && !auth_retried {
                         auth_retried = true;
-                        if self.learn_challenge(req.registry, &req.scope, resp.headers())? {
+                        if self.learn_challenge(
+                            req.registry,
+                            &req.scope,
+                            resp.headers(),
+                            auth.is_some(),
+                        )? {
                             continue;
                         }
                         return Err(status_error(req, resp));
@@ -387,6 +392,7 @@ impl Client {
         registry: &str,
         scope: &str,
         headers: &HeaderMap,
+        sent_auth: bool,
     ) -> Result<bool, RegistryError> {
         let challenge = headers
             .get_all(WWW_AUTHENTICATE)
@@ -395,7 +401,6 @@ impl Client {
             .find_map(parse_challenge);
         let mut st = self.inner.auth.lock().expect("auth lock");
         st.tokens.remove(&(registry.to_string(), scope.to_string()));
-        let known = st.challenges.get(registry).cloned().flatten();
         st.challenges
             .insert(registry.to_string(), challenge.clone());
         drop(st);
@@ -403,10 +408,9 @@ impl Client {
             None => false,
             // A bearer token can be refused because it expired early: fetch a new one.
             Some(Challenge::Bearer { .. }) => true,
-            // Basic again after sending basic credentials means they are wrong.
-            Some(Challenge::Basic) => {
-                known != Some(Challenge::Basic) && self.credential(registry)?.is_some()
-            }
+            // Basic after sending basic credentials means they are wrong; without, that
+            // we have some to send (another thread may have learnt the scheme meanwhile).
+            Some(Challenge::Basic) => !sent_auth && self.credential(registry)?.is_some(),
         })
     }
 

@@ -415,3 +415,168 @@ fn rate_limits_are_reported_with_the_registry_numbers() {
         "{err}"
     );
 }
+
+/// Every output of a command, to check that no secret leaks into it.
+fn all_output(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn login(env: &Env, registry: &str, user: &str, password: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = env
+        .teu()
+        .args(["login", registry, "-u", user, "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn htpasswd_basic_auth_login_push_pull_logout_and_no_secret_is_printed() {
+    const PASSWORD: &str = "s3cret-Basic-pw";
+    let reg = Registry::start(Auth::Basic("alice".into(), PASSWORD.into()));
+    let env = Env::new();
+    let want = app_layout(&env);
+    let target = format!("{}/private:v1", reg.addr);
+
+    let out = env
+        .teu()
+        .args(["push", "oci:layout:v1", &target])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("access denied") && err.contains("teu login"),
+        "{err}"
+    );
+
+    let bad = login(&env, &reg.addr, "alice", "wrong-password");
+    assert_eq!(bad.status.code(), Some(1), "{}", all_output(&bad));
+    assert!(!all_output(&bad).contains("wrong-password"));
+    assert!(
+        !env.dir.join("docker/config.json").exists()
+            || !std::fs::read_to_string(env.dir.join("docker/config.json"))
+                .unwrap()
+                .contains(&reg.addr)
+    );
+
+    let good = login(&env, &reg.addr, "alice", PASSWORD);
+    assert!(good.status.success(), "{}", all_output(&good));
+    let config = std::fs::read_to_string(env.dir.join("docker/config.json")).unwrap();
+    assert!(config.contains(&reg.addr), "{config}");
+
+    let mut outputs = Vec::new();
+    let out = ok(env.teu().args(["push", "oci:layout:v1", &target, "--json"]));
+    assert_eq!(digest_of_json(&out), want);
+    outputs.push(out);
+    outputs.push(ok(env.teu().args(["inspect", &target, "--json"])));
+    outputs.push(ok(env
+        .teu()
+        .args(["tags", &format!("{}/private", reg.addr)])));
+    outputs.push(ok(env.teu().args(["pull", &target, "oci:back:v1"])));
+    outputs.push(good);
+    for o in &outputs {
+        assert!(!all_output(o).contains(PASSWORD), "{}", all_output(o));
+    }
+    // skopeo reads the image with the credentials teu stored.
+    let sk = ok(Command::new(tool("skopeo")).args([
+        "inspect",
+        "--tls-verify=false",
+        "--authfile",
+        env.dir.join("docker/config.json").to_str().unwrap(),
+        &format!("docker://{target}"),
+    ]));
+    assert!(String::from_utf8_lossy(&sk.stdout).contains(&want));
+
+    ok(env.teu().args(["logout", &reg.addr]));
+    let (code, err) = fails(env.teu().args(["inspect", &target]));
+    assert_eq!(code, 1);
+    assert!(err.contains("access denied"), "{err}");
+}
+
+#[test]
+fn skopeo_reads_what_teu_pushed_and_teu_reads_what_skopeo_pushed() {
+    let reg = Registry::start(Auth::None);
+    let env = Env::new();
+    let want = app_layout(&env);
+    let target = format!("{}/interop:teu", reg.addr);
+    ok(env.teu().args(["push", "oci:layout:v1", &target]));
+    // skopeo copies it out completely (every blob verified) and agrees on the digest.
+    ok(Command::new(tool("skopeo")).args([
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{target}"),
+        &format!("oci:{}:x", env.dir.join("sk-out").display()),
+    ]));
+    let sk = ok(Command::new(tool("skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{target}"),
+    ]));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&sk.stdout)),
+        want,
+        "skopeo sees the same manifest bytes"
+    );
+
+    // skopeo pushes (as a Docker v2s2 image, so teu reads Docker media types too).
+    let theirs = format!("{}/interop:skopeo", reg.addr);
+    ok(Command::new(tool("skopeo")).args([
+        "copy",
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &format!("oci:{}:v1", env.dir.join("layout").display()),
+        &format!("docker://{theirs}"),
+    ]));
+    let d = digest(&ok(env.teu().args(["digest", &theirs])));
+    let raw = ok(env.teu().args(["inspect", &theirs, "--raw"]));
+    assert!(String::from_utf8_lossy(&raw.stdout)
+        .contains("application/vnd.docker.distribution.manifest.v2+json"));
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            sha256_hex(raw.stdout.strip_suffix(b"\n").unwrap())
+        ),
+        d
+    );
+    ok(env.teu().args(["pull", &theirs, "oci:from-skopeo:v1"]));
+    assert_eq!(
+        digest(&ok(env.teu().args(["digest", "oci:from-skopeo:v1"]))),
+        d
+    );
+    // And teu builds on it.
+    app_spec(&env, &theirs, "on skopeo's image");
+    ok(env.teu().args([
+        "build",
+        "app",
+        "-q",
+        "-o",
+        &format!("{}/interop:built", reg.addr),
+    ]));
+    ok(Command::new(tool("skopeo")).args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{}/interop:built", reg.addr),
+    ]));
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(b))
+}
