@@ -580,3 +580,71 @@ fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(b))
 }
+
+#[test]
+fn copy_between_registries_streams_with_bounded_memory_and_no_disk() {
+    const LAYER: usize = 96 << 20;
+    let a = Registry::start(Auth::None);
+    let b = Registry::start(Auth::None);
+    let proxy = Proxy::start(&b.addr);
+    let env = Env::new();
+    let want = push_base(&env, &format!("{}/big:1", a.addr), LAYER);
+
+    // A fresh store, temp dir and working directory, to see that nothing lands on disk.
+    let clean = tempfile::tempdir().unwrap();
+    for d in ["home", "tmp", "cwd"] {
+        std::fs::create_dir(clean.path().join(d)).unwrap();
+    }
+    let mut cmd = Command::new(tool("time"));
+    cmd.args(["-f", "maxrss_kib=%M", env!("CARGO_BIN_EXE_teu")])
+        .args([
+            "copy",
+            &format!("{}/big:1", a.addr),
+            &format!("{}/big:1", proxy.addr),
+        ])
+        .env("TEU_HOME", clean.path().join("home"))
+        .env("TMPDIR", clean.path().join("tmp"))
+        .env("DOCKER_CONFIG", env.dir.join("docker"))
+        .env("HOME", &env.dir)
+        .current_dir(clean.path().join("cwd"));
+    let out = ok(&mut cmd);
+    assert_eq!(digest(&out), want);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let rss_kib: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("maxrss_kib="))
+        .expect("time printed the peak RSS")
+        .trim()
+        .parse()
+        .unwrap();
+    eprintln!(
+        "teu copy of a {} MiB layer: peak RSS {rss_kib} KiB",
+        LAYER >> 20
+    );
+    assert!(
+        rss_kib < 48 * 1024,
+        "peak memory {rss_kib} KiB for a {} MiB layer",
+        LAYER >> 20
+    );
+    for d in ["home", "tmp", "cwd"] {
+        assert_eq!(
+            common::count_entries(&clean.path().join(d)),
+            0,
+            "{d} was written to"
+        );
+    }
+    // Every byte of the big layer went up once, through the proxy, as a stream.
+    let log = proxy.take_log();
+    let up: u64 = uploads(&log).iter().map(|e| e.bytes_up).sum();
+    assert!(
+        up >= LAYER as u64 && up < LAYER as u64 + (1 << 20),
+        "{up} bytes up"
+    );
+    assert!(err.contains("streamed"), "{err}");
+    assert_eq!(
+        digest(&ok(env
+            .teu()
+            .args(["digest", &format!("{}/big:1", b.addr)]))),
+        want
+    );
+}
