@@ -84,6 +84,9 @@ pub(crate) struct Inner {
     pub(crate) http: reqwest::blocking::Client,
     pub(crate) opts: ClientOptions,
     auth: Mutex<AuthState>,
+    /// Held while fetching a token, so parallel requests wanting the same scope wait for
+    /// one token instead of each asking for their own.
+    token_fetch: Mutex<()>,
     pub(crate) counters: Counters,
 }
 
@@ -154,6 +157,7 @@ impl Client {
                 http,
                 opts,
                 auth: Mutex::new(AuthState::default()),
+                token_fetch: Mutex::new(()),
                 counters: Counters::default(),
             }),
         })
@@ -348,7 +352,11 @@ impl Client {
 
     /// The `Authorization` header for a request, fetching a token when needed.
     fn authorization(&self, registry: &str, scope: &str) -> Result<Option<Secret>, RegistryError> {
+        let _fetching;
         let challenge = {
+            if self.needs_token(registry, scope) {
+                _fetching = self.inner.token_fetch.lock().expect("token lock");
+            }
             let st = self.inner.auth.lock().expect("auth lock");
             match st.challenges.get(registry) {
                 None | Some(None) => return Ok(None),
@@ -384,6 +392,17 @@ impl Client {
                 Ok(Some(header))
             }
         }
+    }
+
+    fn needs_token(&self, registry: &str, scope: &str) -> bool {
+        let st = self.inner.auth.lock().expect("auth lock");
+        matches!(
+            st.challenges.get(registry),
+            Some(Some(Challenge::Bearer { .. }))
+        ) && !st
+            .tokens
+            .get(&(registry.to_string(), scope.to_string()))
+            .is_some_and(Token::fresh)
     }
 
     /// Record a 401's challenge; true when retrying can help.

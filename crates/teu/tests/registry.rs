@@ -648,3 +648,74 @@ fn copy_between_registries_streams_with_bounded_memory_and_no_disk() {
         want
     );
 }
+
+#[test]
+fn token_auth_with_scoped_cached_tokens_and_merged_mount_scopes() {
+    const PASSWORD: &str = "tok3n-Pw-xyz";
+    let env = Env::new();
+    let ts = common::token_server::TokenServer::start(&env.dir, "bob", PASSWORD);
+    let reg = Registry::start(Auth::Token {
+        realm: ts.realm.clone(),
+        cert: ts.cert.clone(),
+    });
+    let want = app_layout(&env);
+
+    // Anonymous: the token server hands out a token without access; the registry refuses.
+    let (code, err) =
+        fails(
+            env.teu()
+                .args(["push", "oci:layout:v1", &format!("{}/base:1", reg.addr)]),
+        );
+    assert_eq!(code, 1);
+    assert!(err.contains("access denied"), "{err}");
+
+    let bad = login(&env, &reg.addr, "bob", "nope");
+    assert_eq!(bad.status.code(), Some(1), "{}", all_output(&bad));
+    let good = login(&env, &reg.addr, "bob", PASSWORD);
+    assert!(good.status.success(), "{}", all_output(&good));
+
+    ts.requests.lock().unwrap().clear();
+    let out = ok(env.teu().args([
+        "push",
+        "oci:layout:v1",
+        &format!("{}/base:1", reg.addr),
+        "--json",
+    ]));
+    assert_eq!(digest_of_json(&out), want);
+    let reqs = ts.requests.lock().unwrap().clone();
+    // Tokens are cached per scope: pull (HEADs) and pull,push (uploads, manifest), not one
+    // per request.
+    assert!(reqs.len() <= 3, "{reqs:#?}");
+    assert!(reqs.iter().all(|(who, _)| who == "bob"), "{reqs:#?}");
+
+    // A push to another repository mounts with one token for both repositories.
+    ts.requests.lock().unwrap().clear();
+    let out = ok(env.teu().args([
+        "push",
+        &format!("{}/base:1", reg.addr),
+        &format!("{}/team/app:1", reg.addr),
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mounted = v["push"]["bytes"]["mounted"].as_u64().unwrap();
+    assert!(mounted >= 3 << 20, "{v:#}");
+    let reqs = ts.requests.lock().unwrap().clone();
+    assert!(
+        reqs.iter().any(
+            |(_, s)| s.contains(&"repository:team/app:pull,push".to_string())
+                && s.contains(&"repository:base:pull".to_string())
+        ),
+        "{reqs:#?}"
+    );
+    for o in [&out, &good] {
+        assert!(!all_output(o).contains(PASSWORD));
+    }
+    let sk = ok(Command::new(tool("skopeo")).args([
+        "inspect",
+        "--tls-verify=false",
+        "--authfile",
+        env.dir.join("docker/config.json").to_str().unwrap(),
+        &format!("docker://{}/team/app:1", reg.addr),
+    ]));
+    assert!(String::from_utf8_lossy(&sk.stdout).contains(&want));
+}

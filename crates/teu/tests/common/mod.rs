@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod registry;
+pub mod token_server;
 
 use std::collections::BTreeMap;
 use std::fs;
