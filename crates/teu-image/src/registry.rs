@@ -41,9 +41,9 @@ impl BlobSource for RegistrySource {
 
 /// What a registry reference names: one image, or an index of several.
 pub enum Resolved {
-    Image(Image),
+    Image(Box<Image>),
     Index {
-        index: Raw<Index>,
+        index: Box<Raw<Index>>,
         media_type: String,
     },
 }
@@ -71,13 +71,13 @@ pub fn read_image(
 ) -> Result<Image, ImageError> {
     let top = fetch_top(client, r)?;
     match resolve(client, r, top)? {
-        Resolved::Image(img) => Ok(img),
+        Resolved::Image(img) => Ok(*img),
         Resolved::Index { index, .. } => {
             let name = r.to_string();
             let child = pick_platform(&index.value, platform, &name)?;
             let m = client.get_manifest(&r.registry, &r.repository, &child.to_string())?;
             match resolve(client, r, m)? {
-                Resolved::Image(img) => Ok(img),
+                Resolved::Image(img) => Ok(*img),
                 Resolved::Index { .. } => {
                     Err(invalid(name, "an index inside an index is not supported"))
                 }
@@ -122,7 +122,7 @@ pub fn resolve(
         let index: Raw<Index> =
             Raw::parse(m.bytes, &name).map_err(|e| invalid(&name, e.source.to_string()))?;
         return Ok(Resolved::Index {
-            index,
+            index: Box::new(index),
             media_type: m.media_type,
         });
     }
@@ -168,9 +168,9 @@ pub fn resolve(
             source: Arc::clone(&source),
         })
         .collect();
-    Ok(Resolved::Image(Image {
+    Ok(Resolved::Image(Box::new(Image {
         manifest,
         config,
         layers,
-    }))
+    })))
 }

@@ -13,11 +13,13 @@ use base64::Engine as _;
 
 use super::tool;
 
+/// (user or "anonymous", scopes) per token request.
+pub type Requests = Arc<Mutex<Vec<(String, Vec<String>)>>>;
+
 pub struct TokenServer {
     pub realm: String,
     pub cert: PathBuf,
-    /// (user or "anonymous", scopes) per token request.
-    pub requests: Arc<Mutex<Vec<(String, Vec<String>)>>>,
+    pub requests: Requests,
 }
 
 fn b64url(b: &[u8]) -> String {
