@@ -189,7 +189,19 @@ impl Client {
             retry: true,
             what,
         };
-        let loc = self.execute(&req, &[202], |r| Ok(location_of(&r)))?;
+        let loc = match self.execute(&req, &[202], |r| Ok(location_of(&r))) {
+            Err(RegistryError::NotFound { detail, .. })
+                if self.quirks(registry).needs_existing_repository =>
+            {
+                return Err(invalid(
+                    what,
+                    format!(
+                        "repository {repo} does not exist{detail}; this registry does not create repositories on push: create it first (for ECR: aws ecr create-repository --repository-name {repo})"
+                    ),
+                ))
+            }
+            other => other?,
+        };
         loc.ok_or_else(|| invalid(what, "the registry opened an upload without a Location"))
     }
 

@@ -719,3 +719,161 @@ fn token_auth_with_scoped_cached_tokens_and_merged_mount_scopes() {
     ]));
     assert!(String::from_utf8_lossy(&sk.stdout).contains(&want));
 }
+
+/// PATCH requests for blob uploads, with their sizes.
+fn patches(log: &[common::registry::Exchange]) -> Vec<u64> {
+    log.iter()
+        .filter(|e| e.method == "PATCH")
+        .map(|e| e.bytes_up)
+        .collect()
+}
+
+const MIB: u64 = 1 << 20;
+
+#[test]
+fn quirk_ghcr_chunks_are_capped_at_4_mib() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let env = Env::new();
+    proxy.take_log();
+    push_base(&env, &format!("{}/ghcr:1", proxy.addr), 10 << 20);
+    // Without the profile the 10 MiB layer goes up in one PUT (monolithic limit 128 MiB).
+    let log = proxy.take_log();
+    assert!(patches(&log).is_empty(), "{log:#?}");
+
+    let out = ok(env
+        .teu()
+        .args([
+            "build",
+            "base",
+            "-q",
+            "-o",
+            &format!("{}/ghcr2:1", proxy.addr),
+        ])
+        .env("TEU_REGISTRY_PROFILE", format!("{}=ghcr", proxy.addr))
+        .env("TEU_MONOLITHIC_MAX", MIB.to_string()));
+    let d = digest(&out);
+    let p = patches(&proxy.take_log());
+    assert!(p.iter().all(|&n| n <= 4 * MIB), "{p:?}");
+    assert_eq!(p.iter().filter(|&&n| n == 4 * MIB).count(), 2, "{p:?}");
+    ok(env
+        .teu()
+        .args(["pull", &format!("{}/ghcr2:1", reg.addr), "oci:ghcr-back"]));
+    assert_eq!(digest(&ok(env.teu().args(["digest", "oci:ghcr-back"]))), d);
+}
+
+#[test]
+fn quirk_ecr_201_on_patch_5_mb_minimum_chunks_and_missing_repositories() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let env = Env::new();
+    let profile = format!("{}=ecr", proxy.addr);
+    proxy.fault(
+        "PATCH",
+        "/blobs/uploads/",
+        FaultKind::RewriteStatus(201),
+        100,
+    );
+    let d = push_base(&env, &format!("{}/seed:1", reg.addr), 12 << 20);
+    proxy.take_log();
+    let out = ok(env
+        .teu()
+        .args([
+            "push",
+            &format!("{}/seed:1", reg.addr),
+            &format!("{}/ecr:1", proxy.addr),
+        ])
+        .env("TEU_REGISTRY_PROFILE", &profile)
+        .env("TEU_MONOLITHIC_MAX", MIB.to_string())
+        .env("TEU_CHUNK_SIZE", MIB.to_string()));
+    assert_eq!(digest(&out), d);
+    let p = patches(&proxy.take_log());
+    // 12 MiB in chunks of at least 5 MiB (but the last), though 1 MiB was asked for.
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(p[..2].iter().all(|&n| n >= 5 * MIB), "{p:?}");
+
+    proxy.faults.lock().unwrap().clear();
+    proxy.fault(
+        "POST",
+        "/v2/absent/blobs/uploads/",
+        FaultKind::Status(404, None),
+        100,
+    );
+    app_layout(&env);
+    let (code, err) = fails(
+        env.teu()
+            .args(["push", "oci:layout:v1", &format!("{}/absent:1", proxy.addr)])
+            .env("TEU_REGISTRY_PROFILE", &profile),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("does not create repositories on push"),
+        "{err}"
+    );
+    assert!(
+        err.contains("aws ecr create-repository --repository-name absent"),
+        "{err}"
+    );
+}
+
+#[test]
+fn quirk_artifactory_has_no_mounts_so_blobs_are_streamed() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let env = Env::new();
+    let d = push_base(&env, &format!("{}/src:1", proxy.addr), MIB as usize);
+    proxy.take_log();
+    let out = ok(env
+        .teu()
+        .args([
+            "push",
+            &format!("{}/src:1", proxy.addr),
+            &format!("{}/dst:1", proxy.addr),
+            "--json",
+        ])
+        .env(
+            "TEU_REGISTRY_PROFILE",
+            format!("{}=artifactory", proxy.addr),
+        ));
+    assert_eq!(digest_of_json(&out), d);
+    let log = proxy.take_log();
+    assert!(!log.iter().any(|e| e.path.contains("mount=")), "{log:#?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["push"]["bytes"]["mounted"], 0);
+    assert!(
+        v["push"]["bytes"]["streamed"].as_u64().unwrap() > MIB,
+        "{v:#}"
+    );
+}
+
+#[test]
+fn quirk_harbor_401_on_mount_falls_back_to_streaming_and_quay_mounts_carry_from() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let env = Env::new();
+    let d = push_base(&env, &format!("{}/src:1", proxy.addr), MIB as usize);
+    proxy.take_log();
+    proxy.fault("POST", "mount=", FaultKind::Status(401, None), 100);
+    let out = ok(env
+        .teu()
+        .args([
+            "push",
+            &format!("{}/src:1", proxy.addr),
+            &format!("{}/dst:1", proxy.addr),
+            "--json",
+        ])
+        .env("TEU_REGISTRY_PROFILE", format!("{}=harbor", proxy.addr)));
+    assert_eq!(digest_of_json(&out), d);
+    let log = proxy.take_log();
+    let tried: Vec<_> = log.iter().filter(|e| e.path.contains("mount=")).collect();
+    assert_eq!(tried.len(), 2, "{log:#?}");
+    assert!(tried
+        .iter()
+        .all(|e| e.path.contains("from=src") && e.status == 401));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["push"]["bytes"]["mounted"], 0, "{v:#}");
+    assert!(
+        v["push"]["bytes"]["streamed"].as_u64().unwrap() > MIB,
+        "{v:#}"
+    );
+}

@@ -137,6 +137,8 @@ pub enum FaultKind {
     Truncate,
     /// 429 with Docker Hub's rate-limit headers and no Retry-After.
     RateLimited,
+    /// Forward, but report this status instead of the registry's (ECR's 201 on PATCH).
+    RewriteStatus(u16),
     /// Wait this long before forwarding.
     Slow(Duration),
 }
@@ -308,7 +310,11 @@ fn handle(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let mut out = format!("{}\r\n", rhead[0]);
+    let status_line = match &fault {
+        Some(FaultKind::RewriteStatus(code)) => format!("HTTP/1.1 {code} Rewritten"),
+        _ => rhead[0].clone(),
+    };
+    let mut out = format!("{status_line}\r\n");
     for h in rhead.iter().skip(1) {
         let k = h.split(':').next().unwrap_or("");
         if !k.eq_ignore_ascii_case("connection") && !k.eq_ignore_ascii_case("transfer-encoding") {
