@@ -36,6 +36,8 @@ pub struct BuildOptions {
     pub lock: Option<Lockfile>,
     /// Fail rather than build on a base that differs from the lock (`--locked`).
     pub locked: bool,
+    /// For registry bases (only their manifest and config are read).
+    pub registry: Option<teu_registry::Client>,
 }
 
 /// One built layer, for summaries and `--json`.
@@ -282,7 +284,10 @@ struct BaseRoot {
     desc: Descriptor,
 }
 
-fn base_root(spec: &Spec) -> Result<Option<BaseRoot>, BuildError> {
+fn base_root(
+    spec: &Spec,
+    registry: Option<&teu_registry::Client>,
+) -> Result<Option<BaseRoot>, BuildError> {
     let Some((reference, origin)) = &spec.base else {
         return Ok(None);
     };
@@ -301,12 +306,17 @@ fn base_root(spec: &Spec) -> Result<Option<BaseRoot>, BuildError> {
             };
             layout::open_layout(&dir, tag.as_deref()).map_err(base_err)?
         }
+        Reference::Registry(r) => {
+            let client = registry.ok_or_else(|| BuildError::Unsupported {
+                origin: origin.to_string(),
+                message: format!("base {r}: no registry client was configured"),
+            })?;
+            crate::registry::open_top(client, r).map_err(base_err)?
+        }
         other => {
             return Err(BuildError::Unsupported {
                 origin: origin.to_string(),
-                message: format!(
-                    "base {other}: only scratch and oci:DIR[:TAG] bases are supported so far"
-                ),
+                message: format!("base {other}: archives are not supported as bases yet"),
             })
         }
     };
@@ -329,7 +339,7 @@ fn resolve_bases(
     opts: &BuildOptions,
     warnings: &mut Vec<String>,
 ) -> Result<BasesFor, BuildError> {
-    let Some(root) = base_root(spec)? else {
+    let Some(root) = base_root(spec, opts.registry.as_ref())? else {
         return Ok((None, platforms.iter().map(|p| (p.clone(), None)).collect()));
     };
     let locked = opts.lock.as_ref().and_then(|l| l.base(&root.reference));
@@ -433,6 +443,7 @@ pub fn lock_bases(spec: &Spec, opts: &BuildOptions, update: bool) -> Result<Lock
         defaults: opts.defaults.clone(),
         lock: if update { None } else { opts.lock.clone() },
         locked: false,
+        registry: opts.registry.clone(),
     };
     let (base, _) = resolve_bases(spec, &platforms, &o, &mut Vec::new())?;
     Ok(Lockfile {

@@ -9,6 +9,8 @@
 //! - [`blob`]: blob sources.
 //! - [`layout`]: OCI image layouts, as a source (bases) and as a sink.
 //! - [`archive`]: `oci-archive` and `docker-archive` sinks.
+//! - [`registry`]: images in a registry, as a source (bases, copies).
+//! - [`push`]: the push planner (skip, mount, stream, upload).
 //! - [`sink`]: writing an image to any output reference, atomically.
 //! - [`build`]: a [`teu_spec::Spec`] to an [`Image`], through the layer pipeline.
 
@@ -20,6 +22,8 @@ pub mod diff;
 pub mod format;
 pub mod image;
 pub mod layout;
+pub mod push;
+pub mod registry;
 pub mod resolve;
 pub mod sink;
 pub mod source;
@@ -54,6 +58,8 @@ pub enum ImageError {
     },
     #[error(transparent)]
     Store(#[from] teu_store::StoreError),
+    #[error(transparent)]
+    Registry(#[from] teu_registry::RegistryError),
 }
 
 pub(crate) fn io_err(path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ImageError {

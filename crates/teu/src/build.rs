@@ -31,9 +31,11 @@ The image digest is printed alone on the last line of stdout; a summary goes to 
 teu build                                  # ./teu.toml, written to oci:teu-out:latest\n  \
 teu build examples/hello -o oci:out:v1     # a spec directory, to a layout tagged v1\n  \
 teu build app/teu.toml -o oci-archive:app.tar -o docker-archive:app-docker.tar:app:1\n  \
+teu build --base alpine:3.20 --copy ./app:/app -o registry.example.com/me/app:1 --tag latest\n  \
 teu build --base oci:base:3.20 --copy ./bin/app:/usr/local/bin/app --entrypoint /usr/local/bin/app -o oci:out\n  \
 SOURCE_DATE_EPOCH=1700000000 teu build --json\n\n\
-Outputs: oci:DIR[:TAG] (default tag latest; other images in the layout are kept), \
+Outputs: HOST/REPO[:TAG] or docker://HOST/REPO[:TAG] (pushed: only missing blobs move, base \
+layers are mounted), oci:DIR[:TAG] (default tag latest; other images in the layout are kept), \
 oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] (for docker load / podman load).\n\
 Without --output the image goes to oci:teu-out:latest in the current directory.\n\n\
 Environment: SOURCE_DATE_EPOCH sets every timestamp (default 0); TEU_HOME sets the store \
@@ -43,7 +45,7 @@ pub struct BuildArgs {
     /// A teu.toml file, or a directory holding one (default: ./teu.toml, unless --copy is given)
     spec: Option<PathBuf>,
 
-    /// Base image: scratch or oci:DIR[:TAG] (overrides the spec's image.base)
+    /// Base image: scratch, oci:DIR[:TAG] or HOST/REPO[:TAG|@DIGEST] (overrides the spec's image.base)
     #[arg(long, value_name = "REF")]
     base: Option<String>,
 
@@ -127,6 +129,13 @@ pub struct BuildArgs {
     /// Print only warnings and errors on stderr
     #[arg(short, long)]
     quiet: bool,
+
+    /// Also tag a registry output TAG; repeatable
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+
+    #[command(flatten)]
+    registry: crate::registry::RegistryArgs,
 }
 
 #[derive(Serialize)]
@@ -304,6 +313,7 @@ fn verify(
         defaults: opts.defaults.clone(),
         lock: opts.lock.clone(),
         locked: opts.locked,
+        registry: opts.registry.clone(),
     };
     let second = build(spec, &again).context("the --verify rebuild")?;
     if second.artifact.digest() == first.digest() {
@@ -377,12 +387,20 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         defaults,
         lock,
         locked: args.locked,
+        registry: Some(args.registry.client()?),
     };
     let say = |line: String| {
         if !args.quiet {
             eprintln!("{line}");
         }
     };
+    if let Some((Reference::Registry(r), origin)) = &spec.base {
+        if r.digest.is_none() {
+            say(format!(
+                "teu: warning: {origin}: base {r} is not pinned by digest; the build changes when the tag moves"
+            ));
+        }
+    }
     let built = build(&spec, &opts)?;
     for w in &built.warnings {
         eprintln!("teu: warning: {w}");
@@ -421,8 +439,14 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         }
     }
     let mut reports = Vec::new();
+    let client = opts.registry.as_ref().expect("set above");
     for out in &outputs {
-        let r = write_output(out, artifact).with_context(|| format!("writing {out}"))?;
+        let r = match out {
+            Reference::Registry(dst) => {
+                crate::registry::push_output(client, dst, &args.tags, artifact, &say)?
+            }
+            _ => write_output(out, artifact).with_context(|| format!("writing {out}"))?,
+        };
         say(format!(
             "teu: wrote {} ({} new)",
             r.output,

@@ -35,6 +35,9 @@ pub struct LockArgs {
     /// Platforms to lock (default: the spec's, else the host's); repeatable
     #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
     platforms: Vec<String>,
+
+    #[command(flatten)]
+    registry: crate::registry::RegistryArgs,
 }
 
 pub fn run(args: LockArgs) -> Result<ExitCode> {
@@ -56,6 +59,7 @@ pub fn run(args: LockArgs) -> Result<ExitCode> {
         defaults: Defaults::from_env().map_err(anyhow::Error::msg)?,
         lock: old.clone(),
         locked: false,
+        registry: Some(args.registry.client()?),
     };
     let lock = lock_bases(&spec, &opts, args.update)?;
     let text = lock.to_toml();

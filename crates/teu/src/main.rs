@@ -7,6 +7,7 @@
 mod build;
 mod diff;
 mod lock;
+mod registry;
 mod report;
 
 use std::process::ExitCode;
@@ -29,11 +30,32 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     Build(Box<build::BuildArgs>),
     Diff(diff::DiffArgs),
     Lock(lock::LockArgs),
+    /// Push an image to a registry, moving only the blobs it lacks
+    #[command(after_help = registry::copy::PUSH_HELP)]
+    Push(registry::copy::TransferArgs),
+    /// Copy an image (or every platform of an index) between registries and layouts
+    #[command(after_help = registry::copy::COPY_HELP)]
+    Copy(registry::copy::TransferArgs),
+    /// Download a whole image into an OCI layout
+    #[command(after_help = registry::copy::PULL_HELP)]
+    Pull(registry::copy::TransferArgs),
+    /// Show an image's manifest, index, config or layers
+    Inspect(registry::inspect::InspectArgs),
+    /// Print the digest a reference resolves to
+    Digest(registry::inspect::DigestArgs),
+    /// List the tags of a repository
+    Tags(registry::inspect::TagsArgs),
+    /// Store registry credentials in Docker's config (password from stdin)
+    Login(registry::login::LoginArgs),
+    /// Remove stored registry credentials
+    Logout(registry::login::LogoutArgs),
 }
 
 /// An error in how teu was called (exit code 2), as opposed to a failure doing the work.
@@ -54,6 +76,14 @@ fn main() -> ExitCode {
         Command::Build(args) => build::run(*args),
         Command::Diff(args) => diff::run(args),
         Command::Lock(args) => lock::run(args),
+        Command::Push(args) => registry::copy::run(args),
+        Command::Copy(args) => registry::copy::run(args),
+        Command::Pull(args) => registry::copy::run_pull(args),
+        Command::Inspect(args) => registry::inspect::inspect(args),
+        Command::Digest(args) => registry::inspect::digest(args),
+        Command::Tags(args) => registry::inspect::tags(args),
+        Command::Login(args) => registry::login::login(args),
+        Command::Logout(args) => registry::login::logout(args),
     };
     match result {
         Ok(code) => code,
