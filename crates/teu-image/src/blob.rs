@@ -14,12 +14,22 @@ use crate::{io_err, ImageError};
 /// a blob verify it against its digest on the way.
 pub trait BlobSource: Send + Sync + Debug {
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, ImageError>;
+    /// Open a manifest or index by digest. Registries serve those from another endpoint
+    /// than blobs; everywhere else they are blobs like any other.
+    fn open_manifest(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, ImageError> {
+        self.open(digest)
+    }
     /// The local file holding the blob, when there is one (lets sinks hard-link or copy).
     fn local_path(&self, _digest: &Digest) -> Option<PathBuf> {
         None
     }
     /// For messages: `teu store`, `oci:base`.
     fn name(&self) -> String;
+    /// The registry and repository holding the blob, when the source is one: a push to
+    /// the same registry mounts it instead of moving bytes.
+    fn registry_repository(&self) -> Option<(&str, &str)> {
+        None
+    }
     /// A local file holding the blob that was verified against its digest when it was
     /// written and is never modified, so a local sink may hard-link it instead of copying
     /// and re-hashing it (teu's store; never a user's directory).

@@ -4,18 +4,16 @@
 use std::path::Path;
 
 use teu_layer::cache::{build_layer_cached, build_tar_layer_cached, Cached};
-use teu_layer::{build_layer, build_layer_from_tar, source, Entry, LayerOptions, PipelineError};
-use teu_spec::{Item, LayerSpec};
+use teu_layer::{build_layer, Entry, LayerOptions, PipelineError};
+use teu_spec::Item;
 
 use crate::build::BuildOptions;
 
-/// The stat cache scope of a layer: its name and the absolute paths of its sources. Two
-/// specs copying the same directories share hashes; unrelated layers load nothing of
-/// each other's.
-fn scope(layer: &LayerSpec) -> Vec<u8> {
-    let mut s = Vec::new();
-    s.extend_from_slice(layer.name.as_bytes());
-    for item in &layer.items {
+/// The stat cache scope of a layer: the absolute paths of its sources. Two specs copying
+/// the same directories share hashes; unrelated layers load nothing of each other's.
+fn scope(items: &[Item]) -> Vec<u8> {
+    let mut s = b"teu stat scope".to_vec();
+    for item in items {
         if let Item::Copy { src, .. } | Item::Tar { src, .. } = item {
             s.push(0);
             let abs = std::path::absolute(src).unwrap_or_else(|_| src.clone());
@@ -30,34 +28,25 @@ pub(crate) fn entries_layer(
     entries: &[Entry],
     lopts: &LayerOptions,
     opts: &BuildOptions,
-    layer: &LayerSpec,
+    items: &[Item],
 ) -> Result<Cached, PipelineError> {
     if opts.no_cache {
         let layer = build_layer(entries, lopts, &opts.store)?;
         return Ok(Cached { layer, hit: false });
     }
-    build_layer_cached(entries, lopts, &opts.store, &scope(layer))
+    build_layer_cached(entries, lopts, &opts.store, &scope(items))
 }
 
-/// Build a layer that is the tarball `src` verbatim, through the cache unless `--no-cache`.
+/// Build a layer that is the tarball `src` verbatim, through the cache (the caller
+/// handles `--no-cache` and has checked that `src` is a tar).
 pub(crate) fn tar_layer(
     src: &Path,
     origin: &str,
     lopts: &LayerOptions,
     opts: &BuildOptions,
-    layer: &LayerSpec,
+    items: &[Item],
 ) -> Result<Cached, PipelineError> {
-    if opts.no_cache {
-        let mut reader = source::open_decompressed(src).map_err(|source| PipelineError::Read {
-            origin: origin.to_string(),
-            path: "/".to_string(),
-            source_path: src.display().to_string(),
-            source,
-        })?;
-        let layer = build_layer_from_tar(&mut reader, origin, lopts, &opts.store)?;
-        return Ok(Cached { layer, hit: false });
-    }
-    build_tar_layer_cached(src, origin, lopts, &opts.store, &scope(layer))
+    build_tar_layer_cached(src, origin, lopts, &opts.store, &scope(items))
 }
 
 /// Layers built at once. Each layer already compresses on every core; running a few side

@@ -10,22 +10,33 @@
 //! - [`layout`]: OCI image layouts, as a source (bases) and as a sink.
 //! - [`archive`]: `oci-archive` and `docker-archive` sinks.
 //! - [`maintain`]: `teu cache du | gc | verify`, and the roots that keep outputs' blobs.
+//! - [`registry`]: images in a registry, as a source (bases, copies).
+//! - [`push`]: the push planner (skip, mount, stream, upload).
 //! - [`sink`]: writing an image to any output reference, atomically.
 //! - [`build`]: a [`teu_spec::Spec`] to an [`Image`], through the layer cache and pipeline.
 
 pub mod archive;
+pub mod archive_source;
 pub mod blob;
 pub mod build;
 mod cached;
+pub mod diff;
+pub mod format;
 pub mod image;
 pub mod layout;
 pub mod maintain;
+pub mod push;
+pub mod registry;
+pub mod resolve;
 pub mod sink;
+pub mod source;
 mod time;
 
 pub use blob::{BlobSource, StoreSource};
-pub use build::{build, BuildError, BuildOptions, BuildReport, LayerReport};
-pub use image::{Image, Layer};
+pub use build::{
+    build, lock_bases, BuildError, BuildOptions, BuildReport, LayerReport, PlatformReport,
+};
+pub use image::{Artifact, Image, ImageIndex, Layer};
 pub use sink::{write_output, OutputReport};
 pub use time::rfc3339;
 
@@ -50,6 +61,8 @@ pub enum ImageError {
     },
     #[error(transparent)]
     Store(#[from] teu_store::StoreError),
+    #[error(transparent)]
+    Registry(#[from] teu_registry::RegistryError),
 }
 
 pub(crate) fn io_err(path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ImageError {

@@ -24,7 +24,7 @@ use serde::Serialize;
 use teu_oci::{Digest, Reference, Sha256Writer};
 use teu_store::Store;
 
-use crate::image::Image;
+use crate::image::Artifact;
 use crate::{io_err, ImageError};
 
 /// Nothing younger than this is collected: a concurrent build may be using it.
@@ -46,8 +46,12 @@ fn output_path(output: &Reference) -> Option<&Path> {
     }
 }
 
-/// Record that `output` now holds `image`, so `gc` keeps its blobs.
-pub fn record_root(store: &Store, output: &Reference, image: &Image) -> Result<(), ImageError> {
+/// Record that `output` now holds `artifact`, so `gc` keeps its blobs.
+pub fn record_root(
+    store: &Store,
+    output: &Reference,
+    artifact: &Artifact,
+) -> Result<(), ImageError> {
     let Some(path) = output_path(output) else {
         return Ok(());
     };
@@ -55,7 +59,7 @@ pub fn record_root(store: &Store, output: &Reference, image: &Image) -> Result<(
     // One root per output path and tag: the same layout under two tags keeps both images.
     let name = Digest::of(format!("{}\0{output}", abs.display()).as_bytes());
     let mut text = format!("{ROOT_MAGIC}\noutput {output}\npath {}\n", abs.display());
-    for (desc, _) in image.blobs() {
+    for (desc, _) in artifact.blobs() {
         text.push_str(&format!("blob {}\n", desc.digest));
     }
     let dir = roots_dir(store);

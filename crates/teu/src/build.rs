@@ -7,10 +7,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
-use teu_image::{build, write_output, BuildOptions, LayerReport, OutputReport};
+use teu_image::{build, write_output, BuildOptions, LayerReport, OutputReport, PlatformReport};
 use teu_layer::{Compression, Defaults};
 use teu_oci::{Digest, Platform, Reference};
-use teu_spec::{check_dest, Item, LayerSpec, MetaOverride, Spec};
+use teu_spec::lock::Lockfile;
+use teu_spec::{check_dest, Format, Item, LayerSpec, MetaOverride, Spec};
 use teu_store::Store;
 
 use crate::report::bytes;
@@ -31,9 +32,11 @@ teu build                                  # ./teu.toml, written to oci:teu-out:
 teu build examples/hello -o oci:out:v1     # a spec directory, to a layout tagged v1\n  \
 teu build app/teu.toml -o oci-archive:app.tar -o docker-archive:app-docker.tar:app:1\n  \
 teu build --no-cache                       # rebuild every layer from scratch (same digest)\n  \
+teu build --base alpine:3.20 --copy ./app:/app -o registry.example.com/me/app:1 --tag latest\n  \
 teu build --base oci:base:3.20 --copy ./bin/app:/usr/local/bin/app --entrypoint /usr/local/bin/app -o oci:out\n  \
 SOURCE_DATE_EPOCH=1700000000 teu build --json\n\n\
-Outputs: oci:DIR[:TAG] (default tag latest; other images in the layout are kept), \
+Outputs: HOST/REPO[:TAG] or docker://HOST/REPO[:TAG] (pushed: only missing blobs move, base \
+layers are mounted), oci:DIR[:TAG] (default tag latest; other images in the layout are kept), \
 oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] (for docker load / podman load).\n\
 Without --output the image goes to oci:teu-out:latest in the current directory.\n\n\
 Environment: SOURCE_DATE_EPOCH sets every timestamp (default 0); TEU_HOME sets the store \
@@ -43,7 +46,7 @@ pub struct BuildArgs {
     /// A teu.toml file, or a directory holding one (default: ./teu.toml, unless --copy is given)
     spec: Option<PathBuf>,
 
-    /// Base image: scratch or oci:DIR[:TAG] (overrides the spec's image.base)
+    /// Base image: scratch, oci:DIR[:TAG] or HOST/REPO[:TAG|@DIGEST] (overrides the spec's image.base)
     #[arg(long, value_name = "REF")]
     base: Option<String>,
 
@@ -91,9 +94,13 @@ pub struct BuildArgs {
     #[arg(long, value_name = "ALGO[:LEVEL]")]
     compression: Option<String>,
 
-    /// Platform os/arch[/variant] (default: the spec's, else the host's)
-    #[arg(long)]
-    platform: Option<String>,
+    /// Platform os/arch[/variant]; repeatable, several give an index (default: the spec's, else the host's)
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
+    platforms: Vec<String>,
+
+    /// Manifest format: oci (default) or docker (Docker v2 schema 2 and manifest lists)
+    #[arg(long, value_name = "FORMAT", value_parser = ["oci", "docker"])]
+    format: Option<String>,
 
     /// Where to write the image; repeatable (default: oci:teu-out:latest)
     #[arg(short, long = "output", value_name = "REF")]
@@ -115,19 +122,36 @@ pub struct BuildArgs {
     #[arg(long)]
     no_cache: bool,
 
-    /// Print nothing on stderr unless there is an error
+    /// Fail if a base would resolve to anything other than what teu.lock records
+    #[arg(long)]
+    locked: bool,
+
+    /// Prove the build reproducible: build a second time from scratch (a fresh, empty store,
+    /// no caches) and compare digests; on a mismatch, show the differing entries and fail
+    #[arg(long)]
+    verify: bool,
+
+    /// Print only warnings and errors on stderr
     #[arg(short, long)]
     quiet: bool,
+
+    /// Also tag a registry output TAG; repeatable
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+
+    #[command(flatten)]
+    registry: crate::registry::RegistryArgs,
 }
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
+    /// The image's digest: its manifest's, or its index's for several platforms.
     digest: Digest,
     media_type: &'a str,
     size: u64,
-    platform: String,
-    base: Option<Digest>,
-    layers: &'a [LayerReport],
+    platforms: &'a [PlatformReport],
+    /// Every layer teu built, once each.
+    layers: Vec<&'a LayerReport>,
     outputs: &'a [OutputReport],
     bytes_written: u64,
 }
@@ -152,14 +176,20 @@ fn args_list(flag: &str, s: &str) -> Result<Vec<String>> {
     }
 }
 
-fn load_spec(args: &BuildArgs) -> Result<Spec> {
-    let file = match &args.spec {
+/// Find and load the spec the arguments name; `None` for a flags-only build.
+pub fn spec_file(spec: Option<&Path>, flags_only: bool) -> Option<PathBuf> {
+    match spec {
         Some(p) if p.is_dir() => Some(p.join("teu.toml")),
-        Some(p) => Some(p.clone()),
-        None if args.copies.is_empty() => Some(PathBuf::from("teu.toml")),
+        Some(p) => Some(p.to_path_buf()),
+        None if !flags_only => Some(PathBuf::from("teu.toml")),
         None => None,
-    };
-    match file {
+    }
+}
+
+/// Load the spec at `spec` (a file or its directory; default ./teu.toml), or an empty
+/// one for a flags-only build.
+pub fn load_spec(spec: Option<&Path>, flags_only: bool) -> Result<Spec> {
+    match spec_file(spec, flags_only) {
         Some(f) => {
             if !f.exists() {
                 return Err(usage(format!(
@@ -176,7 +206,13 @@ fn load_spec(args: &BuildArgs) -> Result<Spec> {
 /// Apply flags on top of the spec: flags win.
 fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
     if let Some(b) = &args.base {
-        let r: Reference = b.parse().map_err(|e| usage(format!("--base: {e}")))?;
+        let mut r: Reference = b.parse().map_err(|e| usage(format!("--base: {e}")))?;
+        // Paths on the command line are relative to where teu runs, like --copy's.
+        if let Reference::Layout { path, .. } = &mut r {
+            if path.is_relative() {
+                *path = std::env::current_dir()?.join(&*path);
+            }
+        }
         spec.base = Some((r, spec_origin("--base")));
     }
     if let Some(c) = &args.compression {
@@ -187,11 +223,23 @@ fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
             l.compression = None;
         }
     }
-    if let Some(p) = &args.platform {
-        spec.platform = Some(
-            p.parse::<Platform>()
-                .map_err(|e| usage(format!("--platform: {e}")))?,
-        );
+    if !args.platforms.is_empty() {
+        let mut list = Vec::new();
+        for p in &args.platforms {
+            let p = p
+                .parse::<Platform>()
+                .map_err(|e| usage(format!("--platform: {e}")))?;
+            if !list.contains(&p) {
+                list.push(p);
+            }
+        }
+        spec.multi_platform |= list.len() > 1;
+        spec.platforms = list;
+    }
+    match args.format.as_deref() {
+        Some("docker") => spec.format = Format::Docker,
+        Some(_) => spec.format = Format::Oci,
+        None => {}
     }
     let c = &mut spec.config;
     if let Some(e) = &args.entrypoint {
@@ -218,7 +266,10 @@ fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
         let (k, v) = key_value("--annotation", a)?;
         spec.annotations.insert(k, v);
     }
-    c.exposed_ports.extend(args.expose.iter().cloned());
+    for p in &args.expose {
+        teu_spec::check_port(p).map_err(|e| usage(format!("--expose: {e}")))?;
+        c.exposed_ports.push(p.clone());
+    }
     c.volumes.extend(args.volumes.iter().cloned());
 
     if !args.copies.is_empty() {
@@ -242,10 +293,49 @@ fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
             name: "files".to_string(),
             compression: None,
             items,
+            per_platform: Default::default(),
             origin: spec_origin("--copy"),
         });
     }
     Ok(())
+}
+
+/// Build again into an empty temporary store and compare.
+fn verify(
+    spec: &Spec,
+    opts: &BuildOptions,
+    first: &teu_image::Artifact,
+    say: &dyn Fn(String),
+) -> Result<()> {
+    let scratch = tempfile::Builder::new()
+        .prefix("verify-")
+        .tempdir_in(opts.store.root().join("tmp"))
+        .context("creating a scratch store for --verify")?;
+    let again = BuildOptions {
+        store: Store::open(scratch.path())?,
+        jobs: opts.jobs,
+        platforms: opts.platforms.clone(),
+        defaults: opts.defaults.clone(),
+        lock: opts.lock.clone(),
+        locked: opts.locked,
+        registry: opts.registry.clone(),
+        no_cache: true,
+    };
+    let second = build(spec, &again).context("the --verify rebuild")?;
+    if second.artifact.digest() == first.digest() {
+        say(format!(
+            "teu: verified: a second build from scratch gave the same digest {}",
+            first.digest()
+        ));
+        return Ok(());
+    }
+    let d = teu_image::diff::diff(first, &second.artifact)?;
+    eprint!("{}", d.render());
+    anyhow::bail!(
+        "the build is not reproducible: {} the first time, {} from scratch (differences above; A is the first build, B the second)",
+        first.digest(),
+        second.artifact.digest()
+    )
 }
 
 fn spec_origin(what: &str) -> teu_layer::Origin {
@@ -265,10 +355,13 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?
     };
+    for out in &outputs {
+        teu_image::sink::check_output(out).map_err(|e| usage(format!("--output: {e}")))?;
+    }
     if args.jobs == Some(0) {
         return Err(usage("--jobs must be at least 1"));
     }
-    let mut spec = load_spec(&args)?;
+    let mut spec = load_spec(args.spec.as_deref(), !args.copies.is_empty())?;
     apply_flags(&mut spec, &args)?;
 
     let defaults = Defaults::from_env().map_err(anyhow::Error::msg)?;
@@ -278,43 +371,98 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let lock = match spec_file(args.spec.as_deref(), !args.copies.is_empty()) {
+        Some(f) if f.exists() => Lockfile::load(&Lockfile::path_in(&spec.dir))?,
+        _ => None,
+    };
+    if args.locked
+        && lock.is_none()
+        && spec
+            .base
+            .as_ref()
+            .is_some_and(|(r, _)| *r != Reference::Scratch)
+    {
+        return Err(anyhow::anyhow!(
+            "--locked: there is no teu.lock beside the spec; run teu lock first"
+        ));
+    }
     let opts = BuildOptions {
         store,
         jobs,
-        platform: None,
+        platforms: Vec::new(),
         defaults,
         no_cache: args.no_cache,
+        lock,
+        locked: args.locked,
+        registry: Some(args.registry.client()?),
     };
     let say = |line: String| {
         if !args.quiet {
             eprintln!("{line}");
         }
     };
-    let built = build(&spec, &opts)?;
-    let image = &built.image;
-    match &spec.base {
-        Some((r, _)) if *r != Reference::Scratch => say(format!(
-            "teu: base {r} ({})",
-            built.base.as_ref().map(|d| d.short()).unwrap_or_default()
-        )),
-        _ => say("teu: base scratch".to_string()),
+    if let Some((Reference::Registry(r), origin)) = &spec.base {
+        if r.digest.is_none() {
+            say(format!(
+                "teu: warning: {origin}: base {r} is not pinned by digest; the build changes when the tag moves"
+            ));
+        }
     }
-    for l in &built.layers {
-        say(format!(
-            "teu: layer {:?}: {} entries, {} tar -> {} {}{}",
-            l.name,
-            l.entries,
-            bytes(l.uncompressed_size),
-            bytes(l.size),
-            l.digest.short(),
-            if l.cached { " (cached)" } else { "" }
-        ));
+    let built = build(&spec, &opts)?;
+    for w in &built.warnings {
+        eprintln!("teu: warning: {w}");
+    }
+    let artifact = &built.artifact;
+    if args.verify {
+        verify(&spec, &opts, artifact, &say)?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut layers = Vec::new();
+    for p in &built.platforms {
+        let base = match &spec.base {
+            Some((r, _)) if *r != Reference::Scratch => {
+                format!(
+                    " on {r} ({})",
+                    p.base.as_ref().map(|d| d.short()).unwrap_or_default()
+                )
+            }
+            _ => String::new(),
+        };
+        say(format!("teu: {}{base}", p.platform));
+        for l in &p.layers {
+            let fresh = seen.insert(l.digest.clone());
+            if fresh {
+                layers.push(l);
+            }
+            say(format!(
+                "teu:   layer {:?}: {} entries, {} tar -> {} {}{}",
+                l.name,
+                l.entries,
+                bytes(l.uncompressed_size),
+                bytes(l.size),
+                l.digest.short(),
+                match (fresh, l.cached) {
+                    (false, _) => " (shared)",
+                    (true, true) => " (cached)",
+                    (true, false) => "",
+                }
+            ));
+        }
     }
     let mut reports = Vec::new();
+    let client = opts.registry.as_ref().expect("set above");
     for out in &outputs {
-        let r = write_output(out, image).with_context(|| format!("writing {out}"))?;
-        teu_image::maintain::record_root(&opts.store, out, image)
-            .with_context(|| format!("recording {out} as a gc root"))?;
+        let r = match out {
+            Reference::Registry(dst) => {
+                crate::registry::push_output(client, dst, &args.tags, artifact, &say)?
+            }
+            _ => {
+                let r = write_output(out, artifact).with_context(|| format!("writing {out}"))?;
+                teu_image::maintain::record_root(&opts.store, out, artifact)
+                    .with_context(|| format!("recording {out} as a gc root"))?;
+                r
+            }
+        };
         say(format!(
             "teu: wrote {} ({} new)",
             r.output,
@@ -322,24 +470,26 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         ));
         reports.push(r);
     }
-    let digest = image.digest();
+    let digest = artifact.digest();
     if let Some(f) = &args.digest_file {
         teu_store::atomic::write_file(f, format!("{digest}\n").as_bytes())
             .with_context(|| format!("writing the digest file {}", f.display()))?;
     }
+    let what = match built.platforms.as_slice() {
+        [one] if matches!(artifact, teu_image::Artifact::Image(_)) => one.platform.clone(),
+        many => format!("index of {} platforms", many.len()),
+    };
     say(format!(
-        "teu: image {digest} ({}) in {:.2}s",
-        image.config.value.platform(),
+        "teu: image {digest} ({what}) in {:.2}s",
         started.elapsed().as_secs_f64()
     ));
     if args.json {
         let report = JsonReport {
             digest: digest.clone(),
-            media_type: image.manifest_media_type(),
-            size: image.manifest.bytes.len() as u64,
-            platform: image.config.value.platform().to_string(),
-            base: built.base.clone(),
-            layers: &built.layers,
+            media_type: artifact.media_type(),
+            size: artifact.root_bytes().len() as u64,
+            platforms: &built.platforms,
+            layers,
             outputs: &reports,
             bytes_written: reports.iter().map(|r| r.bytes_written).sum(),
         };

@@ -1,10 +1,14 @@
 //! The `teu` command line: argument parsing, human and JSON output, exit codes.
 //! The work itself lives in the library crates (`teu-image` and below).
 //!
-//! Exit codes: 0 success, 1 failure (bad input, I/O, a build error), 2 command-line usage.
+//! Exit codes: 0 success, 1 failure (bad input, I/O, a build error), 2 command-line usage
+//! (`teu diff` follows diff(1): 0 identical, 1 different, 2 error).
 
 mod build;
 mod cache;
+mod diff;
+mod lock;
+mod registry;
 mod report;
 
 use std::process::ExitCode;
@@ -27,12 +31,33 @@ struct Cli {
     command: Command,
 }
 
-// Parsed once per process: the size of the biggest variant does not matter.
+// Parsed once per process: the size difference between variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
     Cache(cache::CacheArgs),
+    Diff(diff::DiffArgs),
+    Lock(lock::LockArgs),
+    /// Push an image to a registry, moving only the blobs it lacks
+    #[command(after_help = registry::copy::PUSH_HELP)]
+    Push(registry::copy::TransferArgs),
+    /// Copy an image (or every platform of an index) between registries and layouts
+    #[command(after_help = registry::copy::COPY_HELP)]
+    Copy(registry::copy::TransferArgs),
+    /// Download a whole image into an OCI layout
+    #[command(after_help = registry::copy::PULL_HELP)]
+    Pull(registry::copy::TransferArgs),
+    /// Show an image's manifest, index, config or layers
+    Inspect(registry::inspect::InspectArgs),
+    /// Print the digest a reference resolves to
+    Digest(registry::inspect::DigestArgs),
+    /// List the tags of a repository
+    Tags(registry::inspect::TagsArgs),
+    /// Store registry credentials in Docker's config (password from stdin)
+    Login(registry::login::LoginArgs),
+    /// Remove stored registry credentials
+    Logout(registry::login::LogoutArgs),
 }
 
 /// An error in how teu was called (exit code 2), as opposed to a failure doing the work.
@@ -50,21 +75,23 @@ impl std::error::Error for UsageError {}
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build(args) => build::run(args),
+        Command::Build(args) => build::run(*args),
         Command::Cache(args) => cache::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Lock(args) => lock::run(args),
+        Command::Push(args) => registry::copy::run(args),
+        Command::Copy(args) => registry::copy::run(args),
+        Command::Pull(args) => registry::copy::run_pull(args),
+        Command::Inspect(args) => registry::inspect::inspect(args),
+        Command::Digest(args) => registry::inspect::digest(args),
+        Command::Tags(args) => registry::inspect::tags(args),
+        Command::Login(args) => registry::login::login(args),
+        Command::Logout(args) => registry::login::logout(args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            let mut msg = e.to_string();
-            for cause in e.chain().skip(1) {
-                let c = cause.to_string();
-                if !msg.contains(&c) {
-                    msg.push_str(": ");
-                    msg.push_str(&c);
-                }
-            }
-            eprintln!("teu: error: {msg}");
+            print_error(&e);
             if e.downcast_ref::<UsageError>().is_some() {
                 eprintln!("Try 'teu --help' for more information.");
                 ExitCode::from(2)
@@ -73,4 +100,17 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `teu: error: outer: cause: root cause`, without repeating a cause already in the text.
+pub fn print_error(e: &anyhow::Error) {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    eprintln!("teu: error: {msg}");
 }

@@ -3,6 +3,9 @@
 //! comparing trees.
 #![allow(dead_code)]
 
+pub mod registry;
+pub mod token_server;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
