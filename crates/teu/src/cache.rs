@@ -13,10 +13,11 @@ use crate::UsageError;
 
 #[derive(Args)]
 #[command(
-    about = "Inspect, clean and verify the store (blobs, layer cache, stat caches)",
+    about = "Inspect, clean and verify the store (blobs, layer cache, segments, stat caches)",
     long_about = "The store under $TEU_HOME (default ~/.cache/teu) holds every blob teu built or \
-read, the layer cache (records of built layers, by input key) and the stat caches (file \
-content hashes by stat data). Builds only ever add to it; these commands look after it.",
+read, the layer cache (records of built layers, by input key), cached compressed segments \
+(so a changed file recompresses only its segment) and the stat caches (file content hashes \
+by stat data). Builds only ever add to it; these commands look after it. See docs/layers.md.",
     after_help = "Examples:\n  \
 teu cache du                          # what the store holds\n  \
 teu cache gc --max-age 7d             # forget blobs unused for a week\n  \
