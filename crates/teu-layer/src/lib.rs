@@ -31,4 +31,4 @@ pub use pipeline::{build_layer, build_layer_from_tar, BuiltLayer, LayerOptions, 
 
 /// Bumped whenever the bytes teu writes for the same inputs change (header layout,
 /// segmenting rule, encoder settings). Part of every layer cache key.
-pub const LAYER_FORMAT_VERSION: u32 = 1;
+pub const LAYER_FORMAT_VERSION: u32 = 2;
