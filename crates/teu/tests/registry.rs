@@ -877,3 +877,110 @@ fn quirk_harbor_401_on_mount_falls_back_to_streaming_and_quay_mounts_carry_from(
         "{v:#}"
     );
 }
+
+#[test]
+fn copy_all_platforms_keeps_the_index_digest() {
+    let a = Registry::start(Auth::None);
+    let b = Registry::start(Auth::None);
+    let env = Env::new();
+    // gzip layers: skopeo would compress uncompressed ones on the way and change digests.
+    random_file(&env.dir.join("mp/lib.bin"), 512 << 10, 9);
+    common::write(
+        &env.dir.join("mp/teu.toml"),
+        b"[[layer]]\nname = \"lib\"\ncopy = [{ src = \"lib.bin\", dest = \"/lib.bin\" }]\n",
+    );
+    let amd = digest(&ok(env.teu().args([
+        "build",
+        "mp",
+        "-q",
+        "--platform",
+        "linux/amd64",
+        "-o",
+        "oci:multi:amd",
+    ])));
+    let arm = digest(&ok(env.teu().args([
+        "build",
+        "mp",
+        "-q",
+        "--platform",
+        "linux/arm64",
+        "-o",
+        "oci:multi:arm",
+    ])));
+    // An index of both, written into the layout by hand.
+    let dir = env.dir.join("multi");
+    let index_path = dir.join("index.json");
+    let mut top: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let mut children = top["manifests"].as_array().unwrap().clone();
+    for c in &mut children {
+        c.as_object_mut().unwrap().remove("annotations");
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": children,
+    }))
+    .unwrap();
+    let index_digest = format!("sha256:{}", sha256_hex(&index));
+    std::fs::write(dir.join("blobs/sha256").join(&index_digest[7..]), &index).unwrap();
+    top["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index_digest, "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "all"},
+        }));
+    std::fs::write(&index_path, serde_json::to_vec(&top).unwrap()).unwrap();
+    ok(Command::new(tool("skopeo")).args([
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:all", dir.display()),
+        &format!("docker://{}/multi:1", a.addr),
+    ]));
+
+    // skopeo may re-encode the index on the way: A's bytes are the reference.
+    let in_a = ok(Command::new(tool("skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/multi:1", a.addr),
+    ]))
+    .stdout;
+    assert!(String::from_utf8_lossy(&in_a).contains(&arm[7..]));
+    let index_digest = format!("sha256:{}", sha256_hex(&in_a));
+    let out = ok(env.teu().args([
+        "copy",
+        "--all-platforms",
+        &format!("{}/multi:1", a.addr),
+        &format!("{}/multi:1", b.addr),
+    ]));
+    assert_eq!(digest(&out), index_digest);
+    let theirs = ok(Command::new(tool("skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/multi:1", b.addr),
+    ]));
+    assert_eq!(theirs.stdout, in_a);
+    let v = inspect_json(&env, &format!("{}/multi:1", b.addr));
+    assert_eq!(v["manifests"].as_array().unwrap().len(), 2);
+    for (p, d) in [("linux/amd64", &amd), ("linux/arm64", &arm)] {
+        let got = digest(&ok(env.teu().args([
+            "digest",
+            &format!("{}/multi:1", b.addr),
+            "--platform",
+            p,
+        ])));
+        assert_eq!(&got, d, "{p}");
+        ok(env.teu().args([
+            "pull",
+            &format!("{}/multi:1", b.addr),
+            &format!("oci:pulled-{}", &p[6..]),
+            "--platform",
+            p,
+        ]));
+    }
+}
