@@ -13,6 +13,7 @@
 #
 # How each tool is run (the way a user would):
 #   teu     teu build app/ -o REGISTRY/teu-app:TAG   (build on the registry base and push)
+#   teu-push teu push oci:app-full:TAG REGISTRY/tp-app:TAG   (the same layout skopeo pushes)
 #   skopeo  skopeo copy oci:app-full:TAG docker://REGISTRY/sk-app:TAG
 #           (the same image, already complete in an OCI layout; building it is not timed)
 # skopeo runs with an empty blob-info cache, as on a fresh CI runner.
@@ -120,27 +121,34 @@ full_layout() {
 full_layout 1
 sk_cache
 measure fresh teu "$TEU" build "$work/app" -q -o "$PROXY/teu-app:1"
+measure fresh teu-push "$TEU" push -q "oci:$work/app-full:1" "$PROXY/tp-app:1"
 measure fresh skopeo skopeo copy -q --dest-tls-verify=false "oci:$work/app-full:1" "docker://$PROXY/sk-app:1"
 measure repush teu "$TEU" build "$work/app" -q -o "$PROXY/teu-app:1"
+measure repush teu-push "$TEU" push -q "oci:$work/app-full:1" "$PROXY/tp-app:1"
 measure repush skopeo skopeo copy -q --dest-tls-verify=false "oci:$work/app-full:1" "docker://$PROXY/sk-app:1"
 echo v2 > "$work/app/app.txt"
 full_layout 2
 measure changed teu "$TEU" build "$work/app" -q -o "$PROXY/teu-app:2"
+measure changed teu-push "$TEU" push -q "oci:$work/app-full:2" "$PROXY/tp-app:2"
 measure changed skopeo skopeo copy -q --dest-tls-verify=false "oci:$work/app-full:2" "docker://$PROXY/sk-app:2"
 
-mib() { python3 -c "print(f'{$1/1048576:.2f}')"; }
+kib() { python3 -c "print(f'{$1/1024:.1f}')"; }
 echo
 echo "Push: base ${BASE_MIB}+${SMALL_MIB} MiB (uncompressed layers), app layer ${APP_MIB} MiB; registry on loopback"
 echo
-printf '| scenario | tool | MiB up | MiB down | wall s |\n| --- | --- | ---: | ---: | ---: |\n'
+printf '| scenario | tool | KiB up | KiB down | wall s |\n| --- | --- | ---: | ---: | ---: |\n'
 for r in "${results[@]}"; do
   read -r s t u d w <<<"$r"
-  printf '| %s | %s | %s | %s | %s |\n' "$s" "$t" "$(mib "$u")" "$(mib "$d")" "$w"
+  printf '| %s | %s | %s | %s | %s |\n' "$s" "$t" "$(kib "$u")" "$(kib "$d")" "$w"
 done
 echo
-printf '| scenario | bytes up teu/skopeo | wall teu/skopeo |\n| --- | ---: | ---: |\n'
+printf '| scenario | tool | bytes up vs skopeo | bytes down vs skopeo | wall vs skopeo |\n| --- | --- | ---: | ---: | ---: |\n'
 for s in fresh repush changed; do
-  read -r _ _ tu _ tw <<<"$(printf '%s\n' "${results[@]}" | grep "^$s teu ")"
-  read -r _ _ su _ sw <<<"$(printf '%s\n' "${results[@]}" | grep "^$s skopeo ")"
-  printf '| %s | %s | %s |\n' "$s" "$(python3 -c "print(f'{$tu/max($su,1):.4f}')")" "$(python3 -c "print(f'{$tw/$sw:.2f}')")"
+  read -r _ _ su sd sw <<<"$(printf '%s\n' "${results[@]}" | grep "^$s skopeo ")"
+  for t in teu teu-push; do
+    read -r _ _ tu td tw <<<"$(printf '%s\n' "${results[@]}" | grep "^$s $t ")"
+    printf '| %s | %s | %s | %s | %s |\n' "$s" "$t" \
+      "$(python3 -c "print(f'{$tu/max($su,1):.3f}')")" "$(python3 -c "print(f'{$td/max($sd,1):.3f}')")" \
+      "$(python3 -c "print(f'{$tw/$sw:.2f}')")"
+  done
 done
