@@ -987,3 +987,58 @@ fn copy_all_platforms_keeps_the_index_digest() {
         ]));
     }
 }
+
+#[test]
+fn an_interrupted_chunked_upload_resumes_in_the_same_session() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let env = Env::new();
+    let want = push_base(&env, &format!("{}/seed:1", reg.addr), 10 << 20);
+    proxy.take_log();
+    // The registry never sees the failing chunk: teu asks the session how far it got and
+    // sends the chunk again into the same session.
+    proxy.fault("PATCH", "/blobs/uploads/", FaultKind::Status(503, None), 1);
+    let out = ok(env
+        .teu()
+        .args([
+            "copy",
+            &format!("{}/seed:1", reg.addr),
+            &format!("{}/chunked:1", proxy.addr),
+        ])
+        .env("TEU_REGISTRY_PROFILE", format!("{}=ghcr", proxy.addr))
+        .env("TEU_MONOLITHIC_MAX", MIB.to_string()));
+    assert_eq!(digest(&out), want);
+    assert_eq!(proxy.faults_left(), 0);
+    let log = proxy.take_log();
+    let sessions = log
+        .iter()
+        .filter(|e| e.method == "POST" && !e.path.contains("mount="))
+        .count();
+    // config, small layer, big layer: one session each, none restarted.
+    assert_eq!(sessions, 3, "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|e| e.method == "GET" && e.path.contains("/blobs/uploads/") && e.status == 204),
+        "the session was asked for its progress: {log:#?}"
+    );
+    ok(env.teu().args([
+        "pull",
+        &format!("{}/chunked:1", reg.addr),
+        "oci:chunked-back",
+    ]));
+
+    // The registry keeps a chunk but the answer is lost: distribution's session state
+    // (`_state` in the location) is then stale, so teu starts a new session and completes.
+    proxy.fault("PATCH", "/blobs/uploads/", FaultKind::DropResponse, 1);
+    let out = ok(env
+        .teu()
+        .args([
+            "copy",
+            &format!("{}/seed:1", reg.addr),
+            &format!("{}/chunked2:1", proxy.addr),
+        ])
+        .env("TEU_REGISTRY_PROFILE", format!("{}=ghcr", proxy.addr))
+        .env("TEU_MONOLITHIC_MAX", MIB.to_string()));
+    assert_eq!(digest(&out), want);
+    assert_eq!(proxy.faults_left(), 0);
+}
