@@ -1042,3 +1042,84 @@ fn an_interrupted_chunked_upload_resumes_in_the_same_session() {
     assert_eq!(digest(&out), want);
     assert_eq!(proxy.faults_left(), 0);
 }
+
+/// A `docker-credential-NAME` helper script answering for one server with fixed credentials,
+/// logging each call (without the secret) to `calls.log`.
+fn fake_helper(dir: &Path, name: &str, server: &str, user: &str, password: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = format!(
+        "#!/bin/sh\nread server\necho \"$1 $server\" >> {log}\nif [ \"$1\" = get ] && [ \"$server\" = \"{server}\" ]; then\n  printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{password}\"}}' \"$server\"\n  exit 0\nfi\necho 'credentials not found in native keychain'\nexit 1\n",
+        log = dir.join("calls.log").display()
+    );
+    let p = dir.join(format!("docker-credential-{name}"));
+    std::fs::write(&p, script).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn credentials_from_helpers_creds_store_and_podman_auth_files() {
+    const PASSWORD: &str = "helper-Pw-42";
+    let reg = Registry::start(Auth::Basic("carol".into(), PASSWORD.into()));
+    let env = Env::new();
+    let want = app_layout(&env);
+    let bin = env.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    fake_helper(&bin, "teutest", &reg.addr, "carol", PASSWORD);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let config = env.dir.join("docker/config.json");
+
+    // credHelpers names the helper for this registry.
+    common::write(
+        &config,
+        format!(r#"{{"credHelpers":{{"{}":"teutest"}}}}"#, reg.addr).as_bytes(),
+    );
+    let out = ok(env.teu().env("PATH", &path).args([
+        "push",
+        "oci:layout:v1",
+        &format!("{}/helped:1", reg.addr),
+    ]));
+    assert_eq!(digest(&out), want);
+    assert!(!all_output(&out).contains(PASSWORD));
+    let calls = std::fs::read_to_string(bin.join("calls.log")).unwrap();
+    assert!(calls.contains(&format!("get {}", reg.addr)), "{calls}");
+
+    // credsStore is asked for every registry.
+    common::write(&config, br#"{"credsStore":"teutest"}"#);
+    ok(env
+        .teu()
+        .env("PATH", &path)
+        .args(["inspect", &format!("{}/helped:1", reg.addr)]));
+
+    // A helper that does not know the registry means anonymous, which this registry refuses.
+    common::write(&config, br#"{"credsStore":"teutest"}"#);
+    fake_helper(&bin, "teutest", "other.example", "carol", PASSWORD);
+    let (code, err) = fails(
+        env.teu()
+            .env("PATH", &path)
+            .args(["inspect", &format!("{}/helped:1", reg.addr)]),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("access denied"), "{err}");
+
+    // podman's auth.json through $REGISTRY_AUTH_FILE wins over Docker's config.
+    std::fs::remove_file(&config).unwrap();
+    let auth_file = env.dir.join("podman-auth.json");
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("carol:{PASSWORD}"));
+    common::write(
+        &auth_file,
+        format!(r#"{{"auths":{{"{}":{{"auth":"{token}"}}}}}}"#, reg.addr).as_bytes(),
+    );
+    ok(env
+        .teu()
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .args(["inspect", &format!("{}/helped:1", reg.addr)]));
+    // And the default podman location under $XDG_RUNTIME_DIR.
+    common::write(
+        &env.dir.join("run/containers/auth.json"),
+        &std::fs::read(&auth_file).unwrap(),
+    );
+    ok(env
+        .teu()
+        .args(["inspect", &format!("{}/helped:1", reg.addr)]));
+}
