@@ -8,13 +8,14 @@
 //!
 //! - [`blob`]: blob sources.
 //! - [`layout`]: OCI image layouts, as a source (bases) and as a sink.
-//! - [`archive`]: `oci-archive` and `docker-archive` sinks.
+//! - [`archive`]: `oci-archive` and `docker-archive` sinks; [`archive_source`] reads them.
 //! - [`registry`]: images in a registry, as a source (bases, copies).
 //! - [`push`]: the push planner (skip, mount, stream, upload).
 //! - [`sink`]: writing an image to any output reference, atomically.
 //! - [`build`]: a [`teu_spec::Spec`] to an [`Image`], through the layer pipeline.
 
 pub mod archive;
+pub mod archive_source;
 pub mod blob;
 pub mod build;
 pub mod image;

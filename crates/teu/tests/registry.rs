@@ -1123,3 +1123,44 @@ fn credentials_from_helpers_creds_store_and_podman_auth_files() {
         .teu()
         .args(["inspect", &format!("{}/helped:1", reg.addr)]));
 }
+
+#[test]
+fn archives_are_push_sources_read_in_place() {
+    let reg = Registry::start(Auth::None);
+    let env = Env::new();
+    let want = app_layout(&env);
+    ok(env.teu().args([
+        "build",
+        "plain",
+        "-q",
+        "-o",
+        "oci-archive:img.tar:v1",
+        "-o",
+        "docker-archive:img-docker.tar:app:v1",
+    ]));
+    for (src, repo) in [
+        ("oci-archive:img.tar:v1", "from-oci-archive"),
+        ("docker-archive:img-docker.tar", "from-docker-archive"),
+    ] {
+        let out = ok(env
+            .teu()
+            .args(["push", src, &format!("{}/{repo}:1", reg.addr)]));
+        assert_eq!(digest(&out), want, "{src}");
+        ok(Command::new(tool("skopeo")).args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/{repo}:1", reg.addr),
+            &format!("oci:{}:x", env.dir.join(repo).display()),
+        ]));
+    }
+    let (code, err) = fails(env.teu().args([
+        "push",
+        "oci-archive:img.tar:nope",
+        &format!("{}/x:1", reg.addr),
+    ]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no image tagged \"nope\"") && err.contains("img.tar"),
+        "{err}"
+    );
+}

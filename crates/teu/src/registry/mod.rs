@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
+use teu_image::archive_source::read_archive;
 use teu_image::{layout, registry, Image};
 use teu_oci::{Platform, Reference, RegistryRef};
 use teu_registry::{Client, ClientOptions, Keychain, Quirks, RetryPolicy};
@@ -122,11 +123,12 @@ pub fn read_image(client: &Client, src: &Reference, platform: &Platform) -> Resu
     Ok(match src {
         Reference::Registry(r) => registry::read_image(client, r, platform)?,
         Reference::Layout { path, tag } => layout::read_image(path, tag.as_deref(), platform)?,
-        other => {
-            return Err(UsageError(format!(
-                "{other}: only registry references and oci:DIR[:TAG] can be read so far"
-            ))
-            .into())
+        Reference::OciArchive { path, tag } => read_archive(path, tag.as_deref(), platform)?,
+        Reference::DockerArchive { path, name } => {
+            read_archive(path, name.as_ref().and_then(|n| n.tag.as_deref()), platform)?
+        }
+        Reference::Scratch => {
+            return Err(UsageError("scratch is an empty base, not an image to read".into()).into())
         }
     })
 }
