@@ -473,6 +473,10 @@ impl BlobReader {
             what: &what,
         };
         let mut resp = self.client.execute(&req, &[200, 206], Ok)?;
+        if self.size.is_none() && resp.status().as_u16() == 200 {
+            // Callers that do not know the size still get truncation caught and resumed.
+            self.size = header_length(&resp);
+        }
         if resp.status().as_u16() == 200 && offset > 0 {
             // The registry ignored Range: skip what we already have.
             io::copy(&mut (&mut resp).take(offset), &mut io::sink()).map_err(|source| {

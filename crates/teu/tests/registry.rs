@@ -1164,3 +1164,52 @@ fn archives_are_push_sources_read_in_place() {
         "{err}"
     );
 }
+
+#[test]
+fn usage_and_configuration_errors_are_clear() {
+    let env = Env::new();
+    let (code, err) =
+        fails(
+            env.teu()
+                .args(["inspect", "localhost:1/x:1", "--ca-file", "missing.pem"]),
+        );
+    assert_eq!(code, 1);
+    assert!(err.contains("--ca-file missing.pem"), "{err}");
+    common::write(&env.dir.join("junk.pem"), b"not a certificate");
+    let (code, err) =
+        fails(
+            env.teu()
+                .args(["inspect", "localhost:1/x:1", "--ca-file", "junk.pem"]),
+        );
+    assert_eq!(code, 1);
+    assert!(err.contains("junk.pem"), "{err}");
+    let (code, err) = fails(env.teu().args(["tags", "oci:dir"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a registry reference"), "{err}");
+    let (code, err) = fails(
+        env.teu()
+            .args(["pull", "localhost:1/x:1", "oci-archive:x.tar"]),
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, err) = fails(env.teu().args([
+        "push",
+        "oci:a",
+        "localhost:1/x",
+        "--registry-profile",
+        "localhost:1=nope",
+    ]));
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown profile"), "{err}");
+    let (code, err) = fails(env.teu().args(["login", "localhost:1", "-u", "a"]));
+    assert_eq!(code, 2, "{err}");
+    // Nothing listens on port 1: the error names the registry and gives up after retries.
+    let (code, err) = fails(
+        env.teu()
+            .args(["digest", "localhost:1/x:1", "--retries", "2"]),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("localhost:1/x") && err.contains("gave up after 2 attempts"),
+        "{err}"
+    );
+}
