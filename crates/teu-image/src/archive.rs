@@ -15,7 +15,7 @@ use serde::Serialize;
 use teu_layer::tar_writer;
 use teu_oci::{Descriptor, Index, Raw, RegistryRef, ANNOTATION_REF_NAME};
 
-use crate::image::{BlobRef, Image};
+use crate::image::{Artifact, BlobRef, Image};
 use crate::layout::{copy_verified, OCI_LAYOUT_CONTENT};
 use crate::{io_err, ImageError};
 
@@ -70,22 +70,16 @@ impl TarOut<'_> {
     }
 }
 
-/// Every blob of `image`, the manifest included, sorted by digest and without repeats.
-fn all_blobs(image: &Image) -> Vec<(Descriptor, BlobRef<'_>)> {
-    let mut v: Vec<(Descriptor, BlobRef)> = image
-        .blobs()
-        .into_iter()
-        .map(|(d, b)| (d.clone(), b))
-        .collect();
-    v.push((image.descriptor(), BlobRef::Bytes(&image.manifest.bytes)));
+/// Every blob of `artifact`, sorted by digest (archive entries are in path order).
+fn all_blobs(artifact: &Artifact) -> Vec<(Descriptor, BlobRef<'_>)> {
+    let mut v = artifact.blobs();
     v.sort_by(|a, b| a.0.digest.cmp(&b.0.digest));
-    v.dedup_by(|a, b| a.0.digest == b.0.digest);
     v
 }
 
-fn index_for(image: &Image, tag: Option<&str>) -> Raw<Index> {
+fn index_for(artifact: &Artifact, tag: Option<&str>) -> Raw<Index> {
     let mut index = Index::new();
-    let mut d = image.descriptor();
+    let mut d = artifact.descriptor();
     if let Some(t) = tag {
         d.annotations
             .insert(ANNOTATION_REF_NAME.to_string(), t.to_string());
@@ -98,15 +92,15 @@ fn index_for(image: &Image, tag: Option<&str>) -> Raw<Index> {
 pub fn write_oci_archive(
     out: &mut dyn Write,
     tag: Option<&str>,
-    image: &Image,
+    artifact: &Artifact,
 ) -> Result<u64, ImageError> {
     let mut t = TarOut { out, written: 0 };
     t.dir("blobs")?;
     t.dir("blobs/sha256")?;
-    for (d, b) in all_blobs(image) {
+    for (d, b) in all_blobs(artifact) {
         t.blob(&d, &b)?;
     }
-    t.file("index.json", &index_for(image, tag).bytes)?;
+    t.file("index.json", &index_for(artifact, tag).bytes)?;
     t.file("oci-layout", OCI_LAYOUT_CONTENT)?;
     t.finish()
 }
@@ -120,11 +114,14 @@ struct DockerManifestEntry {
 }
 
 /// Write a `docker save` archive of `image`, named `name` (for `RepoTags`) when given.
+/// The OCI part holds every platform; Docker's `manifest.json` names one image (a daemon
+/// loads one platform): the index's first, so the archive does not depend on the host.
 pub fn write_docker_archive(
     out: &mut dyn Write,
     name: Option<&RegistryRef>,
-    image: &Image,
+    artifact: &Artifact,
 ) -> Result<u64, ImageError> {
+    let image: &Image = artifact.images()[0];
     let familiar = name.map(|n| n.familiar());
     let blob_path = |d: &Descriptor| format!("blobs/sha256/{}", d.digest.hex());
     let manifest = vec![DockerManifestEntry {
@@ -137,10 +134,13 @@ pub fn write_docker_archive(
     let mut t = TarOut { out, written: 0 };
     t.dir("blobs")?;
     t.dir("blobs/sha256")?;
-    for (d, b) in all_blobs(image) {
+    for (d, b) in all_blobs(artifact) {
         t.blob(&d, &b)?;
     }
-    t.file("index.json", &index_for(image, familiar.as_deref()).bytes)?;
+    t.file(
+        "index.json",
+        &index_for(artifact, familiar.as_deref()).bytes,
+    )?;
     t.file("manifest.json", &manifest_json)?;
     t.file("oci-layout", OCI_LAYOUT_CONTENT)?;
     if let (Some(n), Some(top)) = (name, image.manifest.value.layers.last()) {

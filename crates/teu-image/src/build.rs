@@ -3,6 +3,7 @@
 //! and the manifest.
 
 use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,25 +14,30 @@ use teu_layer::{
     Compression, Defaults, Entry, Kind, LayerError, LayerOptions, LayerTree, Meta, PipelineError,
 };
 use teu_oci::{
-    media_type, Descriptor, Digest, History, ImageConfig, Manifest, Platform, Raw, Reference,
-    RootFs,
+    media_type, Descriptor, Digest, History, ImageConfig, Index, Manifest, Platform, Raw,
+    Reference, RootFs,
 };
-use teu_spec::{ConfigSpec, Item, LayerSpec, Spec};
+use teu_spec::lock::{LockedBase, LockedPlatform, Lockfile};
+use teu_spec::{ConfigSpec, Format, Item, LayerSpec, Spec};
 use teu_store::Store;
 
 use crate::blob::{BlobSource, StoreSource};
-use crate::image::{Image, Layer};
-use crate::{layout, rfc3339, ImageError};
+use crate::image::{Artifact, Image, ImageIndex, Layer};
+use crate::{format, layout, resolve, rfc3339, ImageError};
 
 pub struct BuildOptions {
     pub store: Store,
     /// Compression threads per layer (the output does not depend on it).
     pub jobs: usize,
-    /// Overrides the spec's platform.
-    pub platform: Option<Platform>,
+    /// Overrides the spec's platforms.
+    pub platforms: Vec<Platform>,
     pub defaults: Defaults,
     /// For registry bases (only their manifest and config are read).
     pub registry: Option<teu_registry::Client>,
+    /// The spec's `teu.lock`, if it has one: bases resolve to the digests it records.
+    pub lock: Option<Lockfile>,
+    /// Fail rather than build on a base that differs from the lock (`--locked`).
+    pub locked: bool,
 }
 
 /// One built layer, for summaries and `--json`.
@@ -46,10 +52,22 @@ pub struct LayerReport {
     pub entries: usize,
 }
 
-pub struct BuildReport {
-    pub image: Image,
-    pub layers: Vec<LayerReport>,
+/// One platform's image, for summaries and `--json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlatformReport {
+    pub platform: String,
+    pub digest: Digest,
     pub base: Option<Digest>,
+    pub layers: Vec<LayerReport>,
+}
+
+pub struct BuildReport {
+    pub artifact: Artifact,
+    pub platforms: Vec<PlatformReport>,
+    /// What the base resolved to, in lock-file form.
+    pub base: Option<LockedBase>,
+    /// Things the user should know that did not stop the build.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,44 +95,135 @@ impl From<ImageError> for BuildError {
     }
 }
 
-/// Build `spec` into `opts.store` and return the image (not yet written to any output).
-pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
-    let platform = opts
-        .platform
-        .clone()
-        .or_else(|| spec.platform.clone())
-        .unwrap_or_else(Platform::host);
-    let base = resolve_base(spec, &platform, opts.registry.as_ref())?;
-    let store_source: Arc<dyn BlobSource> = Arc::new(StoreSource(opts.store.clone()));
-
-    let mut layers: Vec<Layer> = Vec::new();
-    let mut reports = Vec::new();
-    for layer in &spec.layers {
-        let compression = layer.compression.unwrap_or(spec.compression);
-        let (built, entries) = build_one(layer, compression, opts)?;
-        reports.push(LayerReport {
-            name: layer.name.clone(),
-            digest: built.digest.clone(),
-            diff_id: built.diff_id.clone(),
-            size: built.size,
-            uncompressed_size: built.uncompressed_size,
-            media_type: built.media_type.to_string(),
-            entries,
-        });
-        layers.push(Layer {
-            descriptor: Descriptor::new(built.media_type, built.digest, built.size),
-            diff_id: built.diff_id,
-            source: Arc::clone(&store_source),
-        });
+/// The platforms a build makes: `--platform` flags, else the spec's, else the host's.
+pub fn platforms_of(spec: &Spec, opts: &BuildOptions) -> Vec<Platform> {
+    if !opts.platforms.is_empty() {
+        opts.platforms.clone()
+    } else if !spec.platforms.is_empty() {
+        spec.platforms.clone()
+    } else {
+        vec![Platform::host()]
     }
+}
 
-    let created = rfc3339(opts.defaults.mtime);
+/// Build `spec` into `opts.store` and return the image, or the index of per-platform
+/// images (not yet written to any output). A layer whose content does not depend on the
+/// platform is built once and shared.
+pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError> {
+    let platforms = platforms_of(spec, opts);
+    if spec.format == Format::Docker {
+        for layer in &spec.layers {
+            if let Compression::Zstd { .. } = layer.compression.unwrap_or(spec.compression) {
+                return Err(BuildError::Unsupported {
+                    origin: layer.origin.to_string(),
+                    message: "the docker format has no zstd layers; use compression = \"gzip\" (or \"none\") with format = \"docker\"".into(),
+                });
+            }
+        }
+    }
+    let mut warnings = Vec::new();
+    let (base_lock, bases) = resolve_bases(spec, &platforms, opts, &mut warnings)?;
+    let store_source: Arc<dyn BlobSource> = Arc::new(StoreSource(opts.store.clone()));
+    let mut shared: Vec<Option<(teu_layer::BuiltLayer, usize)>> = vec![None; spec.layers.len()];
+    let mut images = Vec::new();
+    let mut reports = Vec::new();
+    for (platform, base) in bases {
+        let platform = &platform;
+        let mut layers = Vec::new();
+        let mut layer_reports = Vec::new();
+        for (i, layer) in spec.layers.iter().enumerate() {
+            let compression = layer.compression.unwrap_or(spec.compression);
+            let (built, entries) = match &shared[i] {
+                Some(done) => done.clone(),
+                None => {
+                    let done = build_one(&layer.items_for(platform), compression, opts)?;
+                    if !layer.depends_on_platform() {
+                        shared[i] = Some(done.clone());
+                    }
+                    done
+                }
+            };
+            layer_reports.push(LayerReport {
+                name: layer.name.clone(),
+                digest: built.digest.clone(),
+                diff_id: built.diff_id.clone(),
+                size: built.size,
+                uncompressed_size: built.uncompressed_size,
+                media_type: built.media_type.to_string(),
+                entries,
+            });
+            layers.push(Layer {
+                descriptor: Descriptor::new(built.media_type, built.digest, built.size),
+                diff_id: built.diff_id,
+                source: Arc::clone(&store_source),
+            });
+        }
+        let image = assemble(spec, platform, base, layers, opts.defaults.mtime);
+        reports.push(PlatformReport {
+            platform: image.config.value.platform().to_string(),
+            digest: image.digest(),
+            base: image
+                .manifest
+                .value
+                .annotations
+                .get(BASE_DIGEST)
+                .and_then(|d| d.parse().ok()),
+            layers: layer_reports,
+        });
+        images.push(image);
+    }
+    let artifact = if images.len() == 1 && !spec.multi_platform {
+        Artifact::Image(images.pop().expect("one image"))
+    } else {
+        index_of(images, &spec.annotations)
+    };
+    let artifact = match spec.format {
+        Format::Oci => artifact,
+        Format::Docker => {
+            format::to_docker(artifact).map_err(|message| BuildError::Unsupported {
+                origin: spec.label.clone(),
+                message,
+            })?
+        }
+    };
+    if let Format::Docker = spec.format {
+        for (r, img) in reports.iter_mut().zip(artifact.images()) {
+            r.digest = img.digest();
+            let base_layers = img.layers.len() - r.layers.len();
+            for (l, d) in r
+                .layers
+                .iter_mut()
+                .zip(&img.manifest.value.layers[base_layers..])
+            {
+                l.media_type = d.media_type.clone();
+            }
+        }
+    }
+    Ok(BuildReport {
+        artifact,
+        platforms: reports,
+        base: base_lock,
+        warnings,
+    })
+}
+
+const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+/// Config and manifest for one platform's image.
+fn assemble(
+    spec: &Spec,
+    platform: &Platform,
+    base: Option<Image>,
+    layers: Vec<Layer>,
+    mtime: u64,
+) -> Image {
+    let created = rfc3339(mtime);
     let (mut config, mut all_layers, base_digest) = match base {
         Some(img) => {
             let digest = img.digest();
             (img.config.value, img.layers, Some(digest))
         }
-        None => (scratch_config(&platform), Vec::new(), None),
+        None => (scratch_config(platform), Vec::new(), None),
     };
     for l in &mut all_layers {
         l.descriptor.media_type = oci_layer_type(&l.descriptor.media_type).to_string();
@@ -125,7 +234,7 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
         config.rootfs.diff_ids.push(layer.diff_id.clone());
         config.history.push(History {
             created: Some(created.clone()),
-            created_by: Some(describe(spec_layer)),
+            created_by: Some(describe(spec_layer, &spec_layer.items_for(platform))),
             ..History::default()
         });
     }
@@ -135,7 +244,7 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
     let mut annotations = spec.annotations.clone();
     if let Some(d) = &base_digest {
         annotations
-            .entry("org.opencontainers.image.base.digest".to_string())
+            .entry(BASE_DIGEST.to_string())
             .or_insert_with(|| d.to_string());
     }
     let manifest = Raw::encode(Manifest {
@@ -147,22 +256,38 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
         subject: None,
         annotations,
     });
-    Ok(BuildReport {
-        image: Image {
-            manifest,
-            config,
-            layers: all_layers,
-        },
-        layers: reports,
-        base: base_digest,
+    Image {
+        manifest,
+        config,
+        layers: all_layers,
+    }
+}
+
+/// An OCI index of `images`, in the order the platforms were given.
+pub fn index_of(images: Vec<Image>, annotations: &BTreeMap<String, String>) -> Artifact {
+    let mut index = Index::new();
+    index.manifests = images.iter().map(Image::descriptor).collect();
+    index.annotations = annotations.clone();
+    Artifact::Index(ImageIndex {
+        index: Raw::encode(index),
+        images,
     })
 }
 
-fn resolve_base(
+type BasesFor = (Option<LockedBase>, Vec<(Platform, Option<Image>)>);
+
+/// Where a base's top document is now: its source and the descriptor its reference names.
+struct BaseRoot {
+    reference: String,
+    origin: String,
+    source: Arc<dyn BlobSource>,
+    desc: Descriptor,
+}
+
+fn base_root(
     spec: &Spec,
-    platform: &Platform,
     registry: Option<&teu_registry::Client>,
-) -> Result<Option<Image>, BuildError> {
+) -> Result<Option<BaseRoot>, BuildError> {
     let Some((reference, origin)) = &spec.base else {
         return Ok(None);
     };
@@ -171,34 +296,162 @@ fn resolve_base(
         base: reference.to_string(),
         source: Box::new(source),
     };
-    match reference {
-        Reference::Scratch => Ok(None),
+    let (source, desc) = match reference {
+        Reference::Scratch => return Ok(None),
         Reference::Layout { path, tag } => {
             let dir = if path.is_absolute() {
                 path.clone()
             } else {
                 spec.dir.join(path)
             };
-            layout::read_image(&dir, tag.as_deref(), platform)
-                .map(Some)
-                .map_err(base_err)
+            layout::open_layout(&dir, tag.as_deref()).map_err(base_err)?
         }
         Reference::Registry(r) => match registry {
-            Some(client) => crate::registry::read_image(client, r, platform)
-                .map(Some)
-                .map_err(base_err),
-            None => Err(BuildError::Unsupported {
-                origin: origin.to_string(),
-                message: format!("base {r}: no registry client was configured"),
-            }),
+            Some(client) => crate::registry::open_root(client, r).map_err(base_err)?,
+            None => {
+                return Err(BuildError::Unsupported {
+                    origin: origin.to_string(),
+                    message: format!("base {r}: no registry client was configured"),
+                })
+            }
         },
-        other => Err(BuildError::Unsupported {
+        other => return Err(BuildError::Unsupported {
             origin: origin.to_string(),
             message: format!(
                 "base {other}: only scratch, oci:DIR[:TAG] and registry bases are supported so far"
             ),
         }),
+    };
+    Ok(Some(BaseRoot {
+        reference: reference.to_string(),
+        origin: origin.to_string(),
+        source,
+        desc,
+    }))
+}
+
+/// Resolve the base for every platform, honouring the lock: with a lock entry the base is
+/// read at the locked digest (a moved tag is a warning, or an error with `--locked`).
+/// Returns the resolution in lock form and, for each platform to build, its base image.
+/// When the user named no platform and the base is a single image, the platform is the
+/// base's (not the host's), so placeholders and per-platform entries match the base.
+fn resolve_bases(
+    spec: &Spec,
+    platforms: &[Platform],
+    opts: &BuildOptions,
+    warnings: &mut Vec<String>,
+) -> Result<BasesFor, BuildError> {
+    let Some(root) = base_root(spec, opts.registry.as_ref())? else {
+        return Ok((None, platforms.iter().map(|p| (p.clone(), None)).collect()));
+    };
+    let locked = opts.lock.as_ref().and_then(|l| l.base(&root.reference));
+    let lock_err = |message: String| BuildError::Unsupported {
+        origin: root.origin.clone(),
+        message,
+    };
+    let desc = match locked {
+        None if opts.locked => {
+            return Err(lock_err(format!(
+                "teu.lock has no entry for base {}; run teu lock",
+                root.reference
+            )))
+        }
+        None => root.desc.clone(),
+        Some(l) if l.digest == root.desc.digest => root.desc.clone(),
+        Some(l) => {
+            let moved = format!(
+                "base {} now resolves to {}, but teu.lock pins {}",
+                root.reference, root.desc.digest, l.digest
+            );
+            if opts.locked {
+                return Err(lock_err(format!(
+                    "{moved}; run teu lock --update to accept it"
+                )));
+            }
+            warnings.push(format!(
+                "{moved}; building on the locked digest (teu lock --update moves it)"
+            ));
+            Descriptor::new(&l.media_type, l.digest.clone(), l.size)
+        }
+    };
+    let mut images = Vec::new();
+    let mut entry = LockedBase {
+        reference: root.reference.clone(),
+        digest: desc.digest.clone(),
+        media_type: desc.media_type.clone(),
+        size: desc.size,
+        platforms: Vec::new(),
+    };
+    let explicit = !opts.platforms.is_empty() || !spec.platforms.is_empty();
+    for platform in platforms {
+        let image =
+            resolve::image_for(Arc::clone(&root.source), &desc, platform).map_err(|source| {
+                BuildError::Base {
+                    origin: root.origin.clone(),
+                    base: root.reference.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        // A single-platform base serves only its own platform. When the user named none,
+        // the image simply takes the base's; when they did, a mismatch is an error.
+        let has = image.config.value.platform();
+        let platform = if has.satisfies(platform) {
+            platform.clone()
+        } else if explicit {
+            return Err(lock_err(format!(
+                "base {} is a single image for {has}, not an index; it has no image for {platform}",
+                root.reference
+            )));
+        } else {
+            Platform::new(&has.os, &has.architecture, has.variant.as_deref())
+        };
+        let platform = &platform;
+        let got = LockedPlatform {
+            platform: platform.to_string(),
+            manifest: image.digest(),
+            config: image.config.digest(),
+        };
+        if opts.locked {
+            match locked.and_then(|l| l.platform(&got.platform)) {
+                Some(want) if *want == got => {}
+                Some(want) => {
+                    return Err(lock_err(format!(
+                        "base {} for {}: teu.lock pins manifest {}, the base has {}; run teu lock --update",
+                        root.reference, got.platform, want.manifest, got.manifest
+                    )))
+                }
+                None => {
+                    return Err(lock_err(format!(
+                        "teu.lock has no {} entry for base {}; run teu lock",
+                        got.platform, root.reference
+                    )))
+                }
+            }
+        }
+        entry.platforms.push(got);
+        images.push((platform.clone(), Some(image)));
     }
+    Ok((Some(entry), images))
+}
+
+/// Resolve the base without building anything, for `teu lock`. With `update` false, a base
+/// already in `lock` stays at its locked digest (missing platforms are added).
+pub fn lock_bases(spec: &Spec, opts: &BuildOptions, update: bool) -> Result<Lockfile, BuildError> {
+    let platforms = platforms_of(spec, opts);
+    let o = BuildOptions {
+        store: opts.store.clone(),
+        jobs: opts.jobs,
+        platforms: opts.platforms.clone(),
+        defaults: opts.defaults.clone(),
+        lock: if update { None } else { opts.lock.clone() },
+        locked: false,
+        registry: opts.registry.clone(),
+    };
+    let (base, _) = resolve_bases(spec, &platforms, &o, &mut Vec::new())?;
+    Ok(Lockfile {
+        version: teu_spec::lock::LOCK_VERSION,
+        bases: base.into_iter().collect(),
+    })
 }
 
 fn scratch_config(platform: &Platform) -> ImageConfig {
@@ -287,9 +540,8 @@ pub fn apply_config(c: &mut teu_oci::ContainerConfig, s: &ConfigSpec) {
 }
 
 /// `created_by` for a layer: what it holds, by image path, never by host path or time.
-fn describe(layer: &LayerSpec) -> String {
-    let parts: Vec<String> = layer
-        .items
+fn describe(layer: &LayerSpec, items: &[Item]) -> String {
+    let parts: Vec<String> = items
         .iter()
         .map(|i| match i {
             Item::Copy { dest, .. } => format!("copy {dest}"),
@@ -304,11 +556,14 @@ fn describe(layer: &LayerSpec) -> String {
             Item::Remove { path, .. } => format!("remove {path}"),
         })
         .collect();
+    if parts.is_empty() {
+        return format!("teu build: layer {:?}: empty", layer.name);
+    }
     format!("teu build: layer {:?}: {}", layer.name, parts.join(", "))
 }
 
 fn build_one(
-    layer: &LayerSpec,
+    items: &[Item],
     compression: Compression,
     opts: &BuildOptions,
 ) -> Result<(teu_layer::BuiltLayer, usize), BuildError> {
@@ -321,19 +576,58 @@ fn build_one(
         normalize: false,
         origin,
         ..
-    }] = layer.items.as_slice()
+    }] = items
     {
-        let mut reader = open_decompressed(src).map_err(|source| LayerError::Io {
+        let io = |source| LayerError::Io {
             origin: origin.clone(),
             path: src.display().to_string(),
             source,
-        })?;
+        };
+        let mut reader = open_decompressed(src).map_err(io)?;
+        // Used byte for byte, so at least make sure it is a tar: a valid first header, or
+        // the zero block that ends an empty archive.
+        let mut first = Vec::with_capacity(512);
+        (&mut reader)
+            .take(512)
+            .read_to_end(&mut first)
+            .map_err(io)?;
+        let not_tar = |why: &str| -> BuildError {
+            LayerError::Source {
+                origin: origin.clone(),
+                message: format!("{} is not a tar archive ({why})", src.display()),
+            }
+            .into()
+        };
+        if first.len() < 512 {
+            return Err(not_tar(&format!(
+                "{} bytes, less than one tar block",
+                first.len()
+            )));
+        }
+        if first.iter().any(|&b| b != 0) {
+            let stored = tar::Header::from_byte_slice(&first).cksum().ok();
+            let sum: u32 = first
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| {
+                    if (148..156).contains(&i) {
+                        u32::from(b' ')
+                    } else {
+                        u32::from(b)
+                    }
+                })
+                .sum();
+            if stored != Some(sum) {
+                return Err(not_tar("its first header's checksum is wrong"));
+            }
+        }
+        let mut reader = std::io::Read::chain(&first[..], reader);
         let built = build_layer_from_tar(&mut reader, origin, &lopts, &opts.store)?;
         return Ok((built, 0));
     }
     let d = &opts.defaults;
     let mut tree = LayerTree::new();
-    for item in &layer.items {
+    for item in items {
         match item {
             Item::Copy {
                 src,
@@ -403,7 +697,8 @@ fn build_one(
             Item::Remove { path, origin } => tree.whiteout(path.as_bytes(), d, origin.clone())?,
         }
     }
-    let entries = tree.finish(d)?;
+    let mut entries = tree.finish(d)?;
+    leak_mtime_for_tests(&mut entries);
     let built = build_layer(&entries, &lopts, &opts.store)?;
     Ok((built, entries.len()))
 }
@@ -422,5 +717,26 @@ fn require_source(src: &Path, origin: &teu_layer::Origin) -> Result<(), LayerErr
             origin: origin.clone(),
             message: format!("source {} cannot be read: {e}", src.display()),
         }),
+    }
+}
+
+/// Test-only: `TEU_TEST_LEAK_MTIME=/path` gives that entry a different mtime on every build
+/// in a process, the kind of leak `teu build --verify` exists to catch. Compiled into debug
+/// builds only (the ones `cargo test` runs), so a release binary ignores it.
+#[cfg(not(debug_assertions))]
+fn leak_mtime_for_tests(_: &mut [Entry]) {}
+
+#[cfg(debug_assertions)]
+fn leak_mtime_for_tests(entries: &mut [Entry]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BUILDS: AtomicU64 = AtomicU64::new(1);
+    let Some(target) = std::env::var_os("TEU_TEST_LEAK_MTIME") else {
+        return;
+    };
+    let target = lpath::normalize(std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str()))
+        .unwrap_or_default();
+    let n = BUILDS.fetch_add(1, Ordering::Relaxed);
+    for e in entries.iter_mut().filter(|e| e.path == target) {
+        e.meta.mtime += n;
     }
 }

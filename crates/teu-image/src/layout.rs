@@ -10,14 +10,12 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use teu_oci::{
-    media_type, Descriptor, Digest, ImageConfig, Index, Manifest, Platform, Raw, Sha256Writer,
-    ANNOTATION_REF_NAME,
-};
+use teu_oci::{Descriptor, Index, Platform, Raw, Sha256Writer, ANNOTATION_REF_NAME};
 use teu_store::atomic::{self, AtomicDir, AtomicFile};
 
 use crate::blob::{BlobSource, LayoutSource};
-use crate::image::{BlobRef, Image, Layer};
+use crate::image::{Artifact, BlobRef, Image};
+use crate::resolve;
 use crate::{invalid, io_err, ImageError};
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -27,10 +25,11 @@ fn what(dir: &Path) -> String {
     format!("OCI layout {}", dir.display())
 }
 
-/// Read the image tagged `tag` (or the only image) from the layout at `dir`, choosing
-/// `platform` from an index. Manifest and config are read and verified; layers are only
-/// referenced.
-pub fn read_image(dir: &Path, tag: Option<&str>, platform: &Platform) -> Result<Image, ImageError> {
+/// Open the layout at `dir` and find the descriptor tagged `tag` (or the only one).
+pub fn open_layout(
+    dir: &Path,
+    tag: Option<&str>,
+) -> Result<(Arc<dyn BlobSource>, Descriptor), ImageError> {
     let layout = fs::read(dir.join(OCI_LAYOUT_FILE)).map_err(|e| {
         invalid(
             what(dir),
@@ -57,18 +56,35 @@ pub fn read_image(dir: &Path, tag: Option<&str>, platform: &Platform) -> Result<
     let index_bytes = fs::read(&index_path).map_err(io_err(index_path.display()))?;
     let index: Raw<Index> = Raw::parse(index_bytes, index_path.display().to_string())
         .map_err(|e| invalid(index_path.display().to_string(), e.source.to_string()))?;
-    let source = LayoutSource {
-        dir: dir.to_path_buf(),
-    };
-    let desc = pick_tag(&index.value, tag, dir)?;
-    resolve(&source, desc, platform, 0)
+    let desc = pick_tag(&index.value, tag, dir)?.clone();
+    Ok((
+        Arc::new(LayoutSource {
+            dir: dir.to_path_buf(),
+        }),
+        desc,
+    ))
+}
+
+/// Read the image tagged `tag` (or the only image) from the layout at `dir`, choosing
+/// `platform` from an index. Manifest and config are read and verified; layers are only
+/// referenced.
+pub fn read_image(dir: &Path, tag: Option<&str>, platform: &Platform) -> Result<Image, ImageError> {
+    let (source, desc) = open_layout(dir, tag)?;
+    resolve::image_for(source, &desc, platform)
+}
+
+/// Read the image or index tagged `tag` (or the only one) from the layout at `dir`, with
+/// every platform of an index.
+pub fn read_artifact(dir: &Path, tag: Option<&str>) -> Result<Artifact, ImageError> {
+    let (source, desc) = open_layout(dir, tag)?;
+    resolve::artifact(source, &desc)
 }
 
 fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str)
 }
 
-fn pick_tag<'a>(
+pub(crate) fn pick_tag<'a>(
     index: &'a Index,
     tag: Option<&str>,
     dir: &Path,
@@ -109,158 +125,12 @@ fn list(tags: &[&str]) -> String {
     }
 }
 
-/// Read a small JSON blob and check it against its descriptor.
-pub(crate) fn read_verified(
-    source: &dyn BlobSource,
-    desc: &Descriptor,
-) -> Result<Vec<u8>, ImageError> {
-    const MAX_JSON: u64 = 16 * 1024 * 1024;
-    if desc.size > MAX_JSON {
-        return Err(invalid(
-            format!("{} in {}", desc.digest, source.name()),
-            format!(
-                "is {} bytes; manifests and configs over 16 MiB are refused",
-                desc.size
-            ),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(desc.size as usize);
-    let reader = source.open(&desc.digest).map_err(|e| {
-        invalid(
-            format!(
-                "{} {} in {}",
-                kind_of(&desc.media_type),
-                desc.digest,
-                source.name()
-            ),
-            format!("cannot be read: {e}"),
-        )
-    })?;
-    reader
-        .take(desc.size + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err(format!("{} in {}", desc.digest, source.name())))?;
-    let actual = Digest::of(&bytes);
-    if actual != desc.digest || bytes.len() as u64 != desc.size {
-        return Err(ImageError::Corrupt {
-            digest: desc.digest.clone(),
-            actual,
-            size: bytes.len() as u64,
-            source_name: source.name(),
-        });
-    }
-    Ok(bytes)
-}
-
-fn kind_of(mt: &str) -> &'static str {
-    if media_type::is_index(mt) {
-        "index"
-    } else if media_type::is_manifest(mt) {
-        "manifest"
-    } else {
-        "blob"
-    }
-}
-
-fn resolve(
-    source: &LayoutSource,
-    desc: &Descriptor,
-    platform: &Platform,
-    depth: u32,
-) -> Result<Image, ImageError> {
-    let bytes = read_verified(source, desc)?;
-    let name = format!("{} in {}", desc.digest, source.name());
-    if media_type::is_index(&desc.media_type) {
-        if depth > 2 {
-            return Err(invalid(name, "indexes nest too deep"));
-        }
-        let index: Raw<Index> =
-            Raw::parse(bytes, &name).map_err(|e| invalid(&name, e.source.to_string()))?;
-        let available: Vec<String> = index
-            .value
-            .manifests
-            .iter()
-            .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-            .collect();
-        let child = index
-            .value
-            .manifests
-            .iter()
-            .find(|d| {
-                media_type::is_manifest(&d.media_type)
-                    && d.platform.as_ref().is_some_and(|p| p.satisfies(platform))
-            })
-            .ok_or_else(|| {
-                invalid(
-                    &name,
-                    format!(
-                        "index has no image for {platform} (it has: {})",
-                        available.join(", ")
-                    ),
-                )
-            })?;
-        return resolve(source, child, platform, depth + 1);
-    }
-    if !media_type::is_manifest(&desc.media_type) {
-        return Err(invalid(
-            name,
-            format!(
-                "media type {:?} is neither an image manifest nor an index",
-                desc.media_type
-            ),
-        ));
-    }
-    let manifest: Raw<Manifest> =
-        Raw::parse(bytes, &name).map_err(|e| invalid(&name, e.source.to_string()))?;
-    let cfg_bytes = read_verified(source, &manifest.value.config)?;
-    let cfg_name = format!(
-        "config {} in {}",
-        manifest.value.config.digest,
-        source.name()
-    );
-    let config: Raw<ImageConfig> =
-        Raw::parse(cfg_bytes, &cfg_name).map_err(|e| invalid(&cfg_name, e.source.to_string()))?;
-    let diff_ids = &config.value.rootfs.diff_ids;
-    if diff_ids.len() != manifest.value.layers.len() {
-        return Err(invalid(
-            cfg_name,
-            format!(
-                "rootfs.diff_ids has {} entries but the manifest lists {} layers",
-                diff_ids.len(),
-                manifest.value.layers.len()
-            ),
-        ));
-    }
-    let src: Arc<dyn BlobSource> = Arc::new(source.clone());
-    let mut layers = Vec::new();
-    for (d, diff_id) in manifest.value.layers.iter().zip(diff_ids) {
-        let p = source.path(&d.digest);
-        if !p.is_file() {
-            return Err(invalid(
-                what(&source.dir),
-                format!(
-                    "layer {} of manifest {} is missing ({})",
-                    d.digest,
-                    desc.digest,
-                    p.display()
-                ),
-            ));
-        }
-        layers.push(Layer {
-            descriptor: d.clone(),
-            diff_id: diff_id.clone(),
-            source: Arc::clone(&src),
-        });
-    }
-    Ok(Image {
-        manifest,
-        config,
-        layers,
-    })
-}
-
-/// Write `image` into the layout at `dir` under `tag`. Returns the bytes written.
-pub fn write_image(dir: &Path, tag: Option<&str>, image: &Image) -> Result<u64, ImageError> {
+/// Write `artifact` into the layout at `dir` under `tag`. Returns the bytes written.
+pub fn write_artifact(
+    dir: &Path,
+    tag: Option<&str>,
+    artifact: &Artifact,
+) -> Result<u64, ImageError> {
     let fresh = match fs::read_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => true,
         Err(e) => return Err(io_err(dir.display())(e)),
@@ -277,27 +147,22 @@ pub fn write_image(dir: &Path, tag: Option<&str>, image: &Image) -> Result<u64, 
     };
     if fresh {
         let tmp = AtomicDir::create(dir).map_err(io_err(dir.display()))?;
-        let written = write_into(tmp.path(), tag, image)?;
+        let written = write_into(tmp.path(), tag, artifact)?;
         tmp.commit().map_err(io_err(dir.display()))?;
         Ok(written)
     } else {
-        write_into(dir, tag, image)
+        write_into(dir, tag, artifact)
     }
 }
 
-fn write_into(dir: &Path, tag: Option<&str>, image: &Image) -> Result<u64, ImageError> {
+fn write_into(dir: &Path, tag: Option<&str>, artifact: &Artifact) -> Result<u64, ImageError> {
     let blob_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blob_dir).map_err(io_err(blob_dir.display()))?;
     let mut written = 0;
-    for (desc, blob) in image.blobs() {
-        written += put_blob(&blob_dir, desc, &blob)?;
+    for (desc, blob) in artifact.blobs() {
+        written += put_blob(&blob_dir, &desc, &blob)?;
     }
-    let manifest_desc = image.descriptor();
-    written += put_blob(
-        &blob_dir,
-        &manifest_desc,
-        &BlobRef::Bytes(&image.manifest.bytes),
-    )?;
+    let manifest_desc = artifact.descriptor();
     if !dir.join(OCI_LAYOUT_FILE).is_file() {
         atomic::write_file(&dir.join(OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT)
             .map_err(io_err(dir.display()))?;

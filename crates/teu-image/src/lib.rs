@@ -18,16 +18,22 @@ pub mod archive;
 pub mod archive_source;
 pub mod blob;
 pub mod build;
+pub mod diff;
+pub mod format;
 pub mod image;
 pub mod layout;
 pub mod push;
 pub mod registry;
+pub mod resolve;
 pub mod sink;
+pub mod source;
 mod time;
 
 pub use blob::{BlobSource, StoreSource};
-pub use build::{build, BuildError, BuildOptions, BuildReport, LayerReport};
-pub use image::{Image, Layer};
+pub use build::{
+    build, lock_bases, BuildError, BuildOptions, BuildReport, LayerReport, PlatformReport,
+};
+pub use image::{Artifact, Image, ImageIndex, Layer};
 pub use sink::{write_output, OutputReport};
 pub use time::rfc3339;
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 use teu_oci::{Descriptor, Digest, RegistryRef};
 use teu_registry::{Client, MountOutcome, RegistryError, Traffic};
 
-use crate::image::{BlobRef, Image};
+use crate::image::{Artifact, BlobRef, Image};
 use crate::ImageError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -327,4 +327,60 @@ fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sy
         .into_iter()
         .map(|r| r.expect("every item ran"))
         .collect()
+}
+
+/// Push an image, or every image of an index (by digest) and then the index under the
+/// tags.
+pub fn push_artifact(
+    client: &Client,
+    dst: &RegistryRef,
+    extra_tags: &[String],
+    artifact: &Artifact,
+    opts: &PushOptions,
+) -> Result<PushReport, ImageError> {
+    let index = match artifact {
+        Artifact::Image(image) => return push_image(client, dst, extra_tags, image, opts),
+        Artifact::Index(index) => index,
+    };
+    let before = client.traffic();
+    let mut blobs = Vec::new();
+    let mut bytes = Totals::default();
+    for image in &index.images {
+        let by_digest = RegistryRef {
+            tag: None,
+            digest: Some(image.digest()),
+            ..dst.clone()
+        };
+        let r = push_image(client, &by_digest, &[], image, opts)?;
+        bytes.skipped += r.bytes.skipped;
+        bytes.mounted += r.bytes.mounted;
+        bytes.streamed += r.bytes.streamed;
+        bytes.uploaded += r.bytes.uploaded;
+        blobs.extend(r.blobs);
+    }
+    let tags = tags_of(dst, extra_tags);
+    if !opts.dry_run {
+        put_manifest(
+            client,
+            dst,
+            &tags,
+            artifact.media_type(),
+            artifact.root_bytes(),
+        )?;
+    }
+    let after = client.traffic();
+    Ok(PushReport {
+        target: dst.name(),
+        digest: artifact.digest(),
+        tags,
+        dry_run: opts.dry_run,
+        blobs,
+        bytes,
+        traffic: Traffic {
+            requests: after.requests - before.requests,
+            bytes_up: after.bytes_up - before.bytes_up,
+            bytes_down: after.bytes_down - before.bytes_down,
+            retries: after.retries - before.retries,
+        },
+    })
 }

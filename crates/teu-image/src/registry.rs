@@ -3,33 +3,78 @@
 //! are read when, and only if, a sink needs them — a build on a registry base downloads a
 //! few kilobytes of JSON, never a base layer.
 
-use std::io::Read;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::io::{Cursor, Read};
+use std::sync::{Arc, Mutex};
 
 use teu_oci::{media_type, Digest, ImageConfig, Index, Manifest, Platform, Raw, RegistryRef};
 use teu_registry::{Client, ManifestResponse};
 
 use crate::blob::BlobSource;
 use crate::image::{Image, Layer};
-use crate::layout::read_verified;
+use crate::resolve::read_verified;
 use crate::{invalid, ImageError};
 
-/// One repository of a registry, as a blob source.
+/// One repository of a registry, as a blob source. Manifests live at another endpoint
+/// than blobs, so the source remembers which digests are manifests (the root it was
+/// opened at and the entries of any index it served) and serves those from there.
 #[derive(Debug, Clone)]
 pub struct RegistrySource {
     pub client: Client,
     pub registry: String,
     pub repository: String,
+    /// Manifest digests, with their bytes once fetched.
+    manifests: Arc<Mutex<BTreeMap<Digest, Option<Vec<u8>>>>>,
+}
+
+impl RegistrySource {
+    pub fn new(client: &Client, r: &RegistryRef) -> RegistrySource {
+        RegistrySource {
+            client: client.clone(),
+            registry: r.registry.clone(),
+            repository: r.repository.clone(),
+            manifests: Arc::default(),
+        }
+    }
+
+    /// Remember a manifest (and, for an index, that its entries are manifests too).
+    fn remember(&self, digest: &Digest, bytes: &[u8]) {
+        let mut m = self.manifests.lock().expect("manifest cache");
+        if let Ok(index) = serde_json::from_slice::<Index>(bytes) {
+            for d in index.manifests {
+                m.entry(d.digest).or_insert(None);
+            }
+        }
+        m.insert(digest.clone(), Some(bytes.to_vec()));
+    }
 }
 
 impl BlobSource for RegistrySource {
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, ImageError> {
-        Ok(Box::new(self.client.get_blob(
-            &self.registry,
-            &self.repository,
-            digest,
-            None,
-        )?))
+        let known = self
+            .manifests
+            .lock()
+            .expect("manifest cache")
+            .get(digest)
+            .cloned();
+        match known {
+            Some(Some(bytes)) => Ok(Box::new(Cursor::new(bytes))),
+            Some(None) => {
+                let m = self.client.get_manifest(
+                    &self.registry,
+                    &self.repository,
+                    &digest.to_string(),
+                )?;
+                self.remember(digest, &m.bytes);
+                Ok(Box::new(Cursor::new(m.bytes)))
+            }
+            None => Ok(Box::new(self.client.get_blob(
+                &self.registry,
+                &self.repository,
+                digest,
+                None,
+            )?)),
+        }
     }
     fn name(&self) -> String {
         format!("docker://{}/{}", self.registry, self.repository)
@@ -55,6 +100,18 @@ pub fn reference_of(r: &RegistryRef) -> String {
         (None, Some(t)) => t.to_string(),
         (None, None) => "latest".to_string(),
     }
+}
+
+/// The source for `r`'s repository and the descriptor of what `r` names (an image
+/// manifest or an index), for [`crate::resolve`]: one manifest request, cached.
+pub fn open_root(
+    client: &Client,
+    r: &RegistryRef,
+) -> Result<(Arc<dyn BlobSource>, teu_oci::Descriptor), ImageError> {
+    let top = fetch_top(client, r)?;
+    let source = RegistrySource::new(client, r);
+    source.remember(&top.digest, &top.bytes);
+    Ok((Arc::new(source), top.descriptor()))
 }
 
 /// The top-level manifest (image or index) `r` names, unparsed.
@@ -137,11 +194,7 @@ pub fn resolve(
     }
     let manifest: Raw<Manifest> =
         Raw::parse(m.bytes, &name).map_err(|e| invalid(&name, e.source.to_string()))?;
-    let source: Arc<dyn BlobSource> = Arc::new(RegistrySource {
-        client: client.clone(),
-        registry: r.registry.clone(),
-        repository: r.repository.clone(),
-    });
+    let source: Arc<dyn BlobSource> = Arc::new(RegistrySource::new(client, r));
     let cfg_bytes = read_verified(source.as_ref(), &manifest.value.config)?;
     let cfg_name = format!("config {} of {name}", manifest.value.config.digest);
     let config: Raw<ImageConfig> =

@@ -9,8 +9,8 @@ use teu_oci::Reference;
 use teu_store::atomic::AtomicFile;
 
 use crate::archive::{write_docker_archive, write_oci_archive};
-use crate::image::Image;
-use crate::layout::write_image;
+use crate::image::Artifact;
+use crate::layout::write_artifact;
 use crate::{invalid, io_err, ImageError};
 
 /// What one output received.
@@ -23,15 +23,35 @@ pub struct OutputReport {
 /// The tag a layout or OCI archive output gets when the reference names none.
 pub const DEFAULT_TAG: &str = "latest";
 
-pub fn write_output(output: &Reference, image: &Image) -> Result<OutputReport, ImageError> {
+/// Refuse, before any work, an output teu cannot write.
+pub fn check_output(output: &Reference) -> Result<(), ImageError> {
+    match output {
+        Reference::Registry(r) => Err(invalid(
+            format!("output {r}"),
+            "pushing to a registry is not supported yet; write oci:DIR, oci-archive:FILE or docker-archive:FILE",
+        )),
+        Reference::Scratch => Err(invalid("output scratch", "scratch is a base, not an output")),
+        _ => Ok(()),
+    }
+}
+
+pub fn write_output(output: &Reference, artifact: &Artifact) -> Result<OutputReport, ImageError> {
+    check_output(output)?;
     let bytes_written = match output {
-        Reference::Layout { path, tag } => write_image(path, Some(tag.as_deref().unwrap_or(DEFAULT_TAG)), image)?,
+        Reference::Layout { path, tag } => {
+            write_artifact(path, Some(tag.as_deref().unwrap_or(DEFAULT_TAG)), artifact)?
+        }
         Reference::OciArchive { path, tag } => {
             let mut f = AtomicFile::create(path).map_err(io_err(path.display()))?;
             let n = {
                 let mut w = BufWriter::with_capacity(1 << 20, &mut f);
-                let n = write_oci_archive(&mut w, Some(tag.as_deref().unwrap_or(DEFAULT_TAG)), image)?;
-                w.into_inner().map_err(|e| io_err(path.display())(e.into_error()))?;
+                let n = write_oci_archive(
+                    &mut w,
+                    Some(tag.as_deref().unwrap_or(DEFAULT_TAG)),
+                    artifact,
+                )?;
+                w.into_inner()
+                    .map_err(|e| io_err(path.display())(e.into_error()))?;
                 n
             };
             f.commit().map_err(io_err(path.display()))?;
@@ -41,20 +61,15 @@ pub fn write_output(output: &Reference, image: &Image) -> Result<OutputReport, I
             let mut f = AtomicFile::create(path).map_err(io_err(path.display()))?;
             let n = {
                 let mut w = BufWriter::with_capacity(1 << 20, &mut f);
-                let n = write_docker_archive(&mut w, name.as_ref(), image)?;
-                w.into_inner().map_err(|e| io_err(path.display())(e.into_error()))?;
+                let n = write_docker_archive(&mut w, name.as_ref(), artifact)?;
+                w.into_inner()
+                    .map_err(|e| io_err(path.display())(e.into_error()))?;
                 n
             };
             f.commit().map_err(io_err(path.display()))?;
             n
         }
-        Reference::Registry(r) => {
-            return Err(invalid(
-                format!("output {r}"),
-                "pushing to a registry is not supported yet; write oci:DIR, oci-archive:FILE or docker-archive:FILE",
-            ))
-        }
-        Reference::Scratch => return Err(invalid("output scratch", "scratch is a base, not an output")),
+        Reference::Registry(_) | Reference::Scratch => unreachable!("refused by check_output"),
     };
     Ok(OutputReport {
         output: output.to_string(),

@@ -390,10 +390,80 @@ impl LayerTree {
                 }
             }
         }
+        // Hard links of a tarball name their target by path; copied trees share inodes.
+        // Either way the first path of a group in layer order must hold the content, and
+        // the others link to it, or extractors meet a link before its target.
+        let mut group_of: HashMap<Vec<u8>, Vec<u8>> = HashMap::new(); // path -> group key
+        for (p, e) in &self.entries {
+            if let Kind::Hardlink(target) = &e.kind {
+                match self.entries.get(target) {
+                    Some(Entry {
+                        kind: Kind::File(_),
+                        ..
+                    }) => {}
+                    Some(Entry {
+                        kind: Kind::Hardlink(_),
+                        ..
+                    }) => {}
+                    _ => {
+                        return Err(LayerError::Source {
+                            origin: e.origin.clone(),
+                            message: format!(
+                                "hard link {} points to {}, which is not a file in this layer",
+                                path::display(p),
+                                path::display(target)
+                            ),
+                        })
+                    }
+                }
+                // Follow a chain of links to the file it ends at; a cycle has no file.
+                let mut root = target.clone();
+                let mut seen = std::collections::HashSet::from([p.clone()]);
+                while let Some(Entry {
+                    kind: Kind::Hardlink(t),
+                    ..
+                }) = self.entries.get(&root)
+                {
+                    if !seen.insert(root.clone()) {
+                        return Err(LayerError::Source {
+                            origin: e.origin.clone(),
+                            message: format!(
+                                "hard link {} is part of a cycle of hard links with no file",
+                                path::display(p)
+                            ),
+                        });
+                    }
+                    root = t.clone();
+                }
+                group_of.insert(p.clone(), root.clone());
+                group_of.insert(root.clone(), root);
+            }
+        }
         let mut first_of_inode: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+        let mut first_of_group: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        // The file a group's links end at: its content and its metadata go to the first path.
+        let content_of: HashMap<Vec<u8>, (Kind, Meta)> = group_of
+            .values()
+            .filter_map(|root| {
+                self.entries
+                    .get(root)
+                    .map(|e| (root.clone(), (e.kind.clone(), e.meta.clone())))
+            })
+            .collect();
         let mut out = Vec::with_capacity(self.entries.len());
         for (p, mut e) in self.entries {
-            if let (Some(ino), Kind::File(_)) = (e.inode, &e.kind) {
+            if let Some(root) = group_of.get(&p) {
+                match first_of_group.get(root) {
+                    Some(first) => e.kind = Kind::Hardlink(first.clone()),
+                    None => {
+                        first_of_group.insert(root.clone(), p.clone());
+                        if let Some((k @ Kind::File(_), meta)) = content_of.get(root) {
+                            e.kind = k.clone();
+                            e.meta = meta.clone();
+                        }
+                    }
+                }
+            } else if let (Some(ino), Kind::File(_)) = (e.inode, &e.kind) {
                 match first_of_inode.get(&ino) {
                     Some(first) => e.kind = Kind::Hardlink(first.clone()),
                     None => {
@@ -515,6 +585,39 @@ mod tests {
         let out = t.finish(&Defaults { mtime: 0 }).unwrap();
         assert!(matches!(out[0].kind, Kind::File(_)));
         assert!(matches!(&out[1].kind, Kind::Hardlink(t) if t == b"b"));
+    }
+
+    #[test]
+    fn a_hard_link_sorting_before_its_target_gets_the_content() {
+        let mut t = LayerTree::new();
+        let mut target = file("z/target", b"data", "o");
+        target.meta.mode = 0o755;
+        t.insert(target).unwrap();
+        let mut link = file("a/link", b"", "o");
+        link.kind = Kind::Hardlink(b"z/target".to_vec());
+        t.insert(link).unwrap();
+        let out = t.finish(&Defaults { mtime: 0 }).unwrap();
+        let a = out.iter().find(|e| e.path == b"a/link").unwrap();
+        let z = out.iter().find(|e| e.path == b"z/target").unwrap();
+        assert!(matches!(&a.kind, Kind::File(c) if c.size() == 4));
+        assert_eq!(a.meta.mode, 0o755, "the content keeps its file's metadata");
+        assert!(matches!(&z.kind, Kind::Hardlink(t) if t == b"a/link"));
+
+        let mut t = LayerTree::new();
+        for (from, to) in [("a", "b"), ("b", "c"), ("c", "b")] {
+            let mut l = file(from, b"", "tarball");
+            l.kind = Kind::Hardlink(to.as_bytes().to_vec());
+            t.insert(l).unwrap();
+        }
+        let err = t.finish(&Defaults { mtime: 0 }).unwrap_err().to_string();
+        assert!(err.contains("cycle"), "{err}");
+
+        let mut t = LayerTree::new();
+        let mut dangling = file("l", b"", "tarball");
+        dangling.kind = Kind::Hardlink(b"missing".to_vec());
+        t.insert(dangling).unwrap();
+        let err = t.finish(&Defaults { mtime: 0 }).unwrap_err().to_string();
+        assert!(err.contains("not a file in this layer"), "{err}");
     }
 
     #[test]

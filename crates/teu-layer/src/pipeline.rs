@@ -166,11 +166,13 @@ fn run(
         };
         let produced = produce(&mut sink);
         let flushed = sink.cut();
-        drop(sink); // closes the queues, so the workers and the writer finish
-        let written = writer.join().expect("writer thread");
+        // Closing the queues lets the workers and the writer finish.
+        drop(sink);
+        // A writer error (disk full) is the cause of any "writer stopped" the producer saw.
+        let out = writer.join().expect("writer thread")?;
         let (diff_id, uncompressed_size) = produced?;
         flushed?;
-        let (digest, size) = written?.commit(None)?;
+        let (digest, size) = out.commit(None)?;
         Ok(BuiltLayer {
             digest,
             size,

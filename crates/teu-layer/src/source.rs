@@ -37,11 +37,15 @@ pub struct CopyOptions<'a> {
 }
 
 impl CopyOptions<'_> {
+    /// An explicit `mode` applies to the files copied; directories stay 0755 (a file mode
+    /// such as 0644 would make them unsearchable) and symlinks 0777.
     fn meta(&self, kind: &Kind, source_mode: u32) -> Meta {
+        let explicit = match kind {
+            Kind::File(_) => self.mode,
+            _ => None,
+        };
         Meta {
-            mode: self
-                .mode
-                .unwrap_or_else(|| normalized_mode(kind, source_mode)),
+            mode: explicit.unwrap_or_else(|| normalized_mode(kind, source_mode)),
             uid: self.uid.unwrap_or(0),
             gid: self.gid.unwrap_or(0),
             mtime: self.mtime.unwrap_or(self.defaults.mtime),
@@ -96,6 +100,12 @@ pub fn add_copy(
         let mut ancestors = vec![(meta.dev(), meta.ino())];
         walk(tree, src, &root, Path::new(""), opts, &mut ancestors)
     } else {
+        if opts.exclude.is_some() {
+            return Err(opts.err(format!(
+                "exclude applies to directory copies, but {} is not a directory",
+                src.display()
+            )));
+        }
         let target = if into_dir {
             let name = src
                 .file_name()
@@ -334,6 +344,8 @@ pub fn add_tar(
                 Kind::BlockDevice { major, minor }
             }
             tar::EntryType::Fifo => Kind::Fifo,
+            // `git archive` writes the commit id in a global header: no file.
+            tar::EntryType::XGlobalHeader => continue,
             other => {
                 return Err(bad(format!(
                     "entry {shown:?} has type {other:?}, which teu does not import (sparse and vendor entries are not supported)"

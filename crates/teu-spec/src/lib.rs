@@ -8,7 +8,10 @@
 //! [`Origin`] with the same position, so errors found later (a missing source file, two
 //! entries claiming one path) name the spec line too.
 
+pub mod lock;
 mod raw;
+
+pub use raw::check_port;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,7 +31,12 @@ pub struct Spec {
     pub label: String,
     pub base: Option<(Reference, Origin)>,
     pub compression: Compression,
-    pub platform: Option<Platform>,
+    /// Platforms to build; empty means "the host's". More than one gives an index.
+    pub platforms: Vec<Platform>,
+    /// `platforms` was given as a list: write an index even for one platform.
+    pub multi_platform: bool,
+    /// OCI (default) or Docker v2 schema 2 manifests and media types.
+    pub format: Format,
     /// Manifest annotations.
     pub annotations: BTreeMap<String, String>,
     pub config: ConfigSpec,
@@ -49,12 +57,71 @@ pub struct ConfigSpec {
     pub stop_signal: Option<String>,
 }
 
+/// The manifest flavour written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Oci,
+    /// Docker v2 schema 2 manifests, manifest lists and media types.
+    Docker,
+}
+
 #[derive(Clone, Debug)]
 pub struct LayerSpec {
     pub name: String,
     pub compression: Option<Compression>,
+    /// Entries for every platform (`src` may hold `{os}`, `{arch}`, `{variant}`, `{platform}`).
     pub items: Vec<Item>,
+    /// Entries for one platform only.
+    pub per_platform: BTreeMap<Platform, Vec<Item>>,
     pub origin: Origin,
+}
+
+impl LayerSpec {
+    /// Whether the layer's content can differ between platforms (so it is built per
+    /// platform rather than once).
+    pub fn depends_on_platform(&self) -> bool {
+        !self.per_platform.is_empty() || self.items.iter().any(Item::has_placeholders)
+    }
+
+    /// The entries for `platform`, placeholders expanded.
+    pub fn items_for(&self, platform: &Platform) -> Vec<Item> {
+        self.items
+            .iter()
+            .chain(self.per_platform.get(platform).into_iter().flatten())
+            .map(|i| i.expand(platform))
+            .collect()
+    }
+}
+
+/// Placeholders allowed in `src` paths.
+pub const PLACEHOLDERS: [&str; 4] = ["{os}", "{arch}", "{variant}", "{platform}"];
+
+/// Refuse `{unknown}` placeholders (a typo would otherwise look for a literal path).
+pub fn check_placeholders(src: &str) -> Result<(), String> {
+    let mut rest = src;
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i..];
+        match PLACEHOLDERS.iter().find(|p| after.starts_with(*p)) {
+            Some(p) => rest = &after[p.len()..],
+            None => {
+                return Err(format!(
+                    "unknown placeholder in {src:?} (known: {})",
+                    PLACEHOLDERS.join(", ")
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Expand placeholders for `platform`: `{platform}` is `os/arch[/variant]`, `{variant}`
+/// is empty when the platform has none.
+pub fn expand_placeholders(s: &str, platform: &Platform) -> String {
+    s.replace("{os}", &platform.os)
+        .replace("{arch}", &platform.architecture)
+        .replace("{variant}", platform.variant.as_deref().unwrap_or(""))
+        .replace("{platform}", &platform.to_string())
 }
 
 /// Per-entry metadata overrides.
@@ -101,6 +168,27 @@ pub enum Item {
 }
 
 impl Item {
+    fn has_placeholders(&self) -> bool {
+        match self {
+            Item::Copy { src, .. } | Item::Tar { src, .. } => {
+                let s = src.to_string_lossy();
+                PLACEHOLDERS.iter().any(|p| s.contains(p))
+            }
+            _ => false,
+        }
+    }
+
+    /// This item with placeholders in its source expanded for `platform`.
+    pub fn expand(&self, platform: &Platform) -> Item {
+        let mut item = self.clone();
+        if let Item::Copy { src, .. } | Item::Tar { src, .. } = &mut item {
+            if let Some(s) = src.to_str() {
+                *src = PathBuf::from(expand_placeholders(s, platform));
+            }
+        }
+        item
+    }
+
     pub fn origin(&self) -> &Origin {
         match self {
             Item::Copy { origin, .. }
@@ -132,7 +220,8 @@ impl fmt::Display for SpecError {
     }
 }
 
-/// Parse a mode written as `"0755"`, `"755"`, `"0o755"` (or a TOML integer such as `0o755`).
+/// Parse a mode written as a string: `"0755"`, `"755"` or `"0o755"`. TOML integers are
+/// refused by the spec's types: `mode = 755` would silently mean 0o1363.
 pub fn parse_mode(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
     match u32::from_str_radix(digits, 8) {
@@ -200,7 +289,9 @@ impl Spec {
             label: label.to_string(),
             base: None,
             compression: Compression::default(),
-            platform: None,
+            platforms: Vec::new(),
+            multi_platform: false,
+            format: Format::Oci,
             annotations: BTreeMap::new(),
             config: ConfigSpec::default(),
             layers: Vec::new(),

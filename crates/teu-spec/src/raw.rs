@@ -11,7 +11,8 @@ use teu_oci::{Platform, Reference};
 use toml::Spanned;
 
 use crate::{
-    check_dest, exclude_set, parse_mode, ConfigSpec, Item, LayerSpec, MetaOverride, Spec, SpecError,
+    check_dest, check_placeholders, exclude_set, parse_mode, ConfigSpec, Format, Item, LayerSpec,
+    MetaOverride, Spec, SpecError,
 };
 
 #[derive(Deserialize)]
@@ -32,6 +33,8 @@ struct Image {
     compression: Option<Spanned<String>>,
     compression_level: Option<Spanned<i64>>,
     platform: Option<Spanned<String>>,
+    platforms: Option<Spanned<Vec<String>>>,
+    format: Option<Spanned<String>>,
     #[serde(default)]
     annotations: BTreeMap<String, String>,
 }
@@ -60,6 +63,24 @@ struct Layer {
     name: Option<String>,
     compression: Option<Spanned<String>>,
     compression_level: Option<Spanned<i64>>,
+    /// Entries added only for one platform: `[layer.per_platform."linux/arm64"]`.
+    #[serde(default)]
+    per_platform: BTreeMap<Spanned<String>, PlatformItems>,
+    #[serde(default)]
+    copy: Vec<Spanned<Copy>>,
+    #[serde(default)]
+    symlinks: Vec<Spanned<Symlink>>,
+    #[serde(default)]
+    dirs: Vec<Spanned<Dir>>,
+    #[serde(default)]
+    tars: Vec<Spanned<Tar>>,
+    #[serde(default)]
+    remove: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PlatformItems {
     #[serde(default)]
     copy: Vec<Spanned<Copy>>,
     #[serde(default)]
@@ -163,16 +184,124 @@ impl Ctx<'_> {
         Ok(d.get_ref().clone())
     }
 
+    /// Validate the entries of a layer (or of one platform's table in it).
+    fn items(
+        &self,
+        raw: PlatformItems,
+        lk: &str,
+        dir: &Path,
+        first_span: &mut Option<Range<usize>>,
+    ) -> Result<Vec<Item>, SpecError> {
+        let cx = self;
+        let mut items = Vec::new();
+        for (i, c) in raw.copy.into_iter().enumerate() {
+            let key = format!("{lk}.copy[{i}]");
+            let span = c.span();
+            first_span.get_or_insert(span.clone());
+            let c = c.into_inner();
+            let exclude = exclude_set(&c.exclude)
+                .map_err(|e| cx.err(span.clone(), format!("{key}.exclude"), e))?;
+            check_placeholders(c.src.get_ref())
+                .map_err(|e| cx.err(c.src.span(), format!("{key}.src"), e))?;
+            items.push(Item::Copy {
+                src: teu_layer::source::resolve(dir, c.src.get_ref()),
+                dest: cx.dest(&c.dest, &format!("{key}.dest"), true)?,
+                meta: MetaOverride {
+                    mode: cx.mode(&c.mode, &key)?,
+                    uid: c.uid,
+                    gid: c.gid,
+                    mtime: c.mtime,
+                },
+                exclude,
+                follow_symlinks: c.follow_symlinks,
+                origin: cx.origin(c.src.span(), &format!("{key}.src ({:?})", c.src.get_ref())),
+            });
+        }
+        for (i, s) in raw.symlinks.into_iter().enumerate() {
+            let key = format!("{lk}.symlinks[{i}]");
+            first_span.get_or_insert(s.span());
+            let s = s.into_inner();
+            if s.target.is_empty() {
+                return Err(cx.err(
+                    s.path.span(),
+                    format!("{key}.target"),
+                    "a symlink needs a non-empty target",
+                ));
+            }
+            items.push(Item::Symlink {
+                path: cx.dest(&s.path, &format!("{key}.path"), false)?,
+                target: s.target,
+                meta: MetaOverride {
+                    mode: None,
+                    uid: s.uid,
+                    gid: s.gid,
+                    mtime: s.mtime,
+                },
+                origin: cx.origin(s.path.span(), &format!("{key}.path")),
+            });
+        }
+        for (i, d) in raw.dirs.into_iter().enumerate() {
+            let key = format!("{lk}.dirs[{i}]");
+            first_span.get_or_insert(d.span());
+            let d = d.into_inner();
+            items.push(Item::Dir {
+                path: cx.dest(&d.path, &format!("{key}.path"), false)?,
+                meta: MetaOverride {
+                    mode: cx.mode(&d.mode, &key)?,
+                    uid: d.uid,
+                    gid: d.gid,
+                    mtime: d.mtime,
+                },
+                origin: cx.origin(d.path.span(), &format!("{key}.path")),
+            });
+        }
+        for (i, t) in raw.tars.into_iter().enumerate() {
+            let key = format!("{lk}.tars[{i}]");
+            first_span.get_or_insert(t.span());
+            let t = t.into_inner();
+            check_placeholders(t.src.get_ref())
+                .map_err(|e| cx.err(t.src.span(), format!("{key}.src"), e))?;
+            let dest = match &t.dest {
+                Some(d) if !t.normalize && check_dest(d.get_ref(), true).is_ok() && teu_layer::path::normalize_dir(d.get_ref().as_bytes()).is_ok_and(|p| !p.is_empty()) => {
+                    return Err(cx.err(
+                        d.span(),
+                        format!("{key}.dest"),
+                        "a tarball with normalize = false is used byte for byte, so its entries cannot be moved under dest; remove dest or set normalize = true",
+                    ))
+                }
+                Some(d) => cx.dest(d, &format!("{key}.dest"), true)?,
+                None => "/".to_string(),
+            };
+            items.push(Item::Tar {
+                src: teu_layer::source::resolve(dir, t.src.get_ref()),
+                dest,
+                normalize: t.normalize,
+                origin: cx.origin(t.src.span(), &format!("{key}.src ({:?})", t.src.get_ref())),
+            });
+        }
+        for (i, r) in raw.remove.into_iter().enumerate() {
+            let key = format!("{lk}.remove[{i}]");
+            first_span.get_or_insert(r.span());
+            items.push(Item::Remove {
+                path: cx.dest(&r, &key, false)?,
+                origin: cx.origin(r.span(), &key),
+            });
+        }
+        Ok(items)
+    }
+
+    /// A level without an algorithm keeps `default_name` (the image's algorithm).
     fn compression(
         &self,
         name: &Option<Spanned<String>>,
         level: &Option<Spanned<i64>>,
         key: &str,
+        default_name: &str,
     ) -> Result<Option<Compression>, SpecError> {
         match (name, level) {
             (None, None) => Ok(None),
             (name, level) => {
-                let n = name.as_ref().map_or("gzip", |n| n.get_ref().as_str());
+                let n = name.as_ref().map_or(default_name, |n| n.get_ref().as_str());
                 let span = name
                     .as_ref()
                     .map(|n| n.span())
@@ -209,13 +338,55 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
             &file.image.compression,
             &file.image.compression_level,
             "image",
+            "gzip",
         )?
         .unwrap_or_default();
+    if let (Some(_), Some(ps)) = (&file.image.platform, &file.image.platforms) {
+        return Err(cx.err(
+            ps.span(),
+            "image.platforms",
+            "give either platform or platforms, not both",
+        ));
+    }
     if let Some(p) = &file.image.platform {
         let platform: Platform = p.get_ref().parse().map_err(|e: teu_oci::PlatformError| {
             cx.err(p.span(), "image.platform", e.to_string())
         })?;
-        spec.platform = Some(platform);
+        spec.platforms = vec![platform];
+    }
+    if let Some(ps) = &file.image.platforms {
+        let mut list = Vec::new();
+        for p in ps.get_ref() {
+            let platform: Platform = p.parse().map_err(|e: teu_oci::PlatformError| {
+                cx.err(ps.span(), "image.platforms", e.to_string())
+            })?;
+            if list.contains(&platform) {
+                return Err(cx.err(
+                    ps.span(),
+                    "image.platforms",
+                    format!("{platform} is listed twice"),
+                ));
+            }
+            list.push(platform);
+        }
+        if list.is_empty() {
+            return Err(cx.err(ps.span(), "image.platforms", "the list is empty"));
+        }
+        spec.platforms = list;
+        spec.multi_platform = true;
+    }
+    if let Some(f) = &file.image.format {
+        spec.format = match f.get_ref().as_str() {
+            "oci" => Format::Oci,
+            "docker" => Format::Docker,
+            other => {
+                return Err(cx.err(
+                    f.span(),
+                    "image.format",
+                    format!("unknown format {other:?} (expected oci or docker)"),
+                ))
+            }
+        };
     }
     spec.annotations = file.image.annotations;
 
@@ -254,130 +425,86 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
     for (li, layer) in file.layers.into_iter().enumerate() {
         let lk = format!("layer[{li}]");
         let name = layer.name.clone().unwrap_or_else(|| format!("layer-{li}"));
-        let compression = cx.compression(&layer.compression, &layer.compression_level, &lk)?;
-        let mut items = Vec::new();
+        let image_algorithm = match spec.compression {
+            Compression::Gzip { .. } => "gzip",
+            Compression::Zstd { .. } => "zstd",
+            Compression::None => "none",
+        };
+        let compression = cx.compression(
+            &layer.compression,
+            &layer.compression_level,
+            &lk,
+            image_algorithm,
+        )?;
         let mut first_span = None;
-        for (i, c) in layer.copy.into_iter().enumerate() {
-            let key = format!("{lk}.copy[{i}]");
-            let span = c.span();
-            first_span.get_or_insert(span.clone());
-            let c = c.into_inner();
-            let exclude = exclude_set(&c.exclude)
-                .map_err(|e| cx.err(span.clone(), format!("{key}.exclude"), e))?;
-            items.push(Item::Copy {
-                src: teu_layer::source::resolve(dir, c.src.get_ref()),
-                dest: cx.dest(&c.dest, &format!("{key}.dest"), true)?,
-                meta: MetaOverride {
-                    mode: cx.mode(&c.mode, &key)?,
-                    uid: c.uid,
-                    gid: c.gid,
-                    mtime: c.mtime,
-                },
-                exclude,
-                follow_symlinks: c.follow_symlinks,
-                origin: cx.origin(c.src.span(), &format!("{key}.src ({:?})", c.src.get_ref())),
-            });
-        }
-        for (i, s) in layer.symlinks.into_iter().enumerate() {
-            let key = format!("{lk}.symlinks[{i}]");
-            first_span.get_or_insert(s.span());
-            let s = s.into_inner();
-            if s.target.is_empty() {
+        let common = PlatformItems {
+            copy: layer.copy,
+            symlinks: layer.symlinks,
+            dirs: layer.dirs,
+            tars: layer.tars,
+            remove: layer.remove,
+        };
+        let items = cx.items(common, &lk, dir, &mut first_span)?;
+        let mut per_platform = BTreeMap::new();
+        for (key, table) in layer.per_platform {
+            let pk = format!("{lk}.per_platform.{:?}", key.get_ref());
+            let platform: Platform = key
+                .get_ref()
+                .parse()
+                .map_err(|e: teu_oci::PlatformError| cx.err(key.span(), &pk, e.to_string()))?;
+            if !spec.platforms.is_empty() && !spec.platforms.contains(&platform) {
                 return Err(cx.err(
-                    s.path.span(),
-                    format!("{key}.target"),
-                    "a symlink needs a non-empty target",
+                    key.span(),
+                    &pk,
+                    format!("{platform} is not one of image.platforms"),
                 ));
             }
-            items.push(Item::Symlink {
-                path: cx.dest(&s.path, &format!("{key}.path"), false)?,
-                target: s.target,
-                meta: MetaOverride {
-                    mode: None,
-                    uid: s.uid,
-                    gid: s.gid,
-                    mtime: s.mtime,
-                },
-                origin: cx.origin(s.path.span(), &format!("{key}.path")),
-            });
+            per_platform.insert(platform, cx.items(table, &pk, dir, &mut first_span)?);
         }
-        for (i, d) in layer.dirs.into_iter().enumerate() {
-            let key = format!("{lk}.dirs[{i}]");
-            first_span.get_or_insert(d.span());
-            let d = d.into_inner();
-            items.push(Item::Dir {
-                path: cx.dest(&d.path, &format!("{key}.path"), false)?,
-                meta: MetaOverride {
-                    mode: cx.mode(&d.mode, &key)?,
-                    uid: d.uid,
-                    gid: d.gid,
-                    mtime: d.mtime,
-                },
-                origin: cx.origin(d.path.span(), &format!("{key}.path")),
-            });
-        }
-        for (i, t) in layer.tars.into_iter().enumerate() {
-            let key = format!("{lk}.tars[{i}]");
-            first_span.get_or_insert(t.span());
-            let t = t.into_inner();
-            let dest = match &t.dest {
-                Some(d) => cx.dest(d, &format!("{key}.dest"), true)?,
-                None => "/".to_string(),
-            };
-            items.push(Item::Tar {
-                src: teu_layer::source::resolve(dir, t.src.get_ref()),
-                dest,
-                normalize: t.normalize,
-                origin: cx.origin(t.src.span(), &format!("{key}.src ({:?})", t.src.get_ref())),
-            });
-        }
-        for (i, r) in layer.remove.into_iter().enumerate() {
-            let key = format!("{lk}.remove[{i}]");
-            first_span.get_or_insert(r.span());
-            items.push(Item::Remove {
-                path: cx.dest(&r, &key, false)?,
-                origin: cx.origin(r.span(), &key),
-            });
-        }
-        let raw_tars = items
-            .iter()
-            .filter(|i| {
-                matches!(
-                    i,
-                    Item::Tar {
-                        normalize: false,
-                        ..
-                    }
-                )
-            })
-            .count();
-        if raw_tars > 0 && items.len() > 1 {
-            let at = items
-                .iter()
-                .find(|i| {
-                    matches!(
-                        i,
-                        Item::Tar {
-                            normalize: false,
-                            ..
-                        }
-                    )
-                })
-                .map(|i| i.origin().clone());
-            return Err(SpecError {
-                at: at.map(|o| o.to_string()).unwrap_or_else(|| label.to_string()),
-                key: None,
-                message: "a tarball with normalize = false is used byte for byte as its layer, so it must be the layer's only content; put the other entries in another [[layer]]".into(),
-            });
-        }
+        check_verbatim_tars(&items, &per_platform)?;
         spec.layers.push(LayerSpec {
             name,
             compression,
             items,
+            per_platform,
             origin: cx.origin(first_span.unwrap_or(0..0), &lk),
         });
     }
     Ok(spec)
+}
+
+/// A tarball with `normalize = false` is the layer, byte for byte: for every platform it
+/// must be the layer's only entry.
+fn check_verbatim_tars(
+    items: &[Item],
+    per_platform: &BTreeMap<Platform, Vec<Item>>,
+) -> Result<(), SpecError> {
+    let verbatim = |i: &Item| {
+        matches!(
+            i,
+            Item::Tar {
+                normalize: false,
+                ..
+            }
+        )
+    };
+    let lone = |list: &[Item]| list.len() == 1 && verbatim(&list[0]);
+    let offending = if items.iter().any(verbatim) {
+        (!(lone(items) && per_platform.is_empty())).then(|| items.iter().find(|i| verbatim(i)))
+    } else {
+        per_platform
+            .values()
+            .find(|list| list.iter().any(verbatim) && !(items.is_empty() && lone(list)))
+            .map(|list| list.iter().find(|i| verbatim(i)))
+    };
+    match offending.flatten() {
+        None => Ok(()),
+        Some(i) => Err(SpecError {
+            at: i.origin().to_string(),
+            key: None,
+            message: "a tarball with normalize = false is used byte for byte as its layer, so it must be the layer's only content (for every platform); put the other entries in another [[layer]]".into(),
+        }),
+    }
 }
 
 /// `8080`, `8080/tcp`, `53/udp`, `132/sctp`.
@@ -486,6 +613,34 @@ remove = ["/etc/motd"]      # whiteouts for paths of the base
             "[[layer]]\ntars = [{ src = \"a.tar\", normalize = false }]\nremove = [\"/x\"]\n",
         );
         assert!(e.contains("normalize = false"), "{e}");
+    }
+
+    #[test]
+    fn a_layer_level_alone_keeps_the_image_algorithm() {
+        let spec = parse(
+            "[image]\ncompression = \"zstd\"\n[[layer]]\ncompression_level = 9\n",
+            "teu.toml",
+            Path::new("/s"),
+        )
+        .unwrap();
+        assert_eq!(
+            spec.layers[0].compression,
+            Some(Compression::Zstd { level: 9 })
+        );
+    }
+
+    #[test]
+    fn verbatim_tarballs_may_stand_alone_per_platform() {
+        let ok = "[image]\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n[[layer]]\n[layer.per_platform.\"linux/amd64\"]\ntars = [{ src = \"a.tar\", normalize = false }]\n[layer.per_platform.\"linux/arm64\"]\ntars = [{ src = \"b.tar\", normalize = false }]\n";
+        parse(ok, "teu.toml", Path::new("/s")).unwrap();
+        let mixed = "[[layer]]\ndirs = [{ path = \"/x\" }]\n[layer.per_platform.\"linux/amd64\"]\ntars = [{ src = \"a.tar\", normalize = false }]\n";
+        assert!(parse_err(mixed).contains("normalize = false"));
+        let dest = "[[layer]]\ntars = [{ src = \"a.tar\", dest = \"/opt\", normalize = false }]\n";
+        let e = parse_err(dest);
+        assert!(
+            e.contains("layer[0].tars[0].dest") && e.contains("cannot be moved"),
+            "{e}"
+        );
     }
 
     #[test]

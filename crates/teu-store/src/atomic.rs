@@ -39,11 +39,11 @@ impl AtomicFile {
         self.tmp.as_file_mut()
     }
 
-    /// Fsync and rename into place.
+    /// Fsync and rename into place, then fsync the directory so the rename is durable.
     pub fn commit(self) -> io::Result<()> {
         self.tmp.as_file().sync_all()?;
         self.tmp.persist(&self.dest).map_err(|e| e.error)?;
-        Ok(())
+        sync_dir(parent_of(&self.dest))
     }
 }
 
@@ -54,6 +54,11 @@ impl Write for AtomicFile {
     fn flush(&mut self) -> io::Result<()> {
         self.tmp.flush()
     }
+}
+
+/// Fsync a directory, making the renames into it durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 /// Write `bytes` to `dest` atomically.
@@ -99,6 +104,7 @@ impl AtomicDir {
         let path = tmp.keep();
         fs::rename(&path, &self.dest).inspect_err(|_| {
             let _ = fs::remove_dir_all(&path);
-        })
+        })?;
+        sync_dir(parent_of(&self.dest))
     }
 }

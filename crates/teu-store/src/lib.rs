@@ -180,6 +180,8 @@ impl BlobWriter {
         }
         tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
         tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
+        let dir = self.store.root.join("blobs/sha256");
+        atomic::sync_dir(&dir).map_err(io_err(&dir))?;
         Ok((digest, size))
     }
 }

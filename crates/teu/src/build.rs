@@ -7,10 +7,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
-use teu_image::{build, write_output, BuildOptions, LayerReport, OutputReport};
+use teu_image::{build, write_output, BuildOptions, LayerReport, OutputReport, PlatformReport};
 use teu_layer::{Compression, Defaults};
 use teu_oci::{Digest, Platform, Reference};
-use teu_spec::{check_dest, Item, LayerSpec, MetaOverride, Spec};
+use teu_spec::lock::Lockfile;
+use teu_spec::{check_dest, Format, Item, LayerSpec, MetaOverride, Spec};
 use teu_store::Store;
 
 use crate::report::bytes;
@@ -92,9 +93,13 @@ pub struct BuildArgs {
     #[arg(long, value_name = "ALGO[:LEVEL]")]
     compression: Option<String>,
 
-    /// Platform os/arch[/variant] (default: the spec's, else the host's)
-    #[arg(long)]
-    platform: Option<String>,
+    /// Platform os/arch[/variant]; repeatable, several give an index (default: the spec's, else the host's)
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
+    platforms: Vec<String>,
+
+    /// Manifest format: oci (default) or docker (Docker v2 schema 2 and manifest lists)
+    #[arg(long, value_name = "FORMAT", value_parser = ["oci", "docker"])]
+    format: Option<String>,
 
     /// Where to write the image; repeatable (default: oci:teu-out:latest)
     #[arg(short, long = "output", value_name = "REF")]
@@ -112,7 +117,16 @@ pub struct BuildArgs {
     #[arg(short, long, env = "TEU_JOBS")]
     jobs: Option<usize>,
 
-    /// Print nothing on stderr unless there is an error
+    /// Fail if a base would resolve to anything other than what teu.lock records
+    #[arg(long)]
+    locked: bool,
+
+    /// Prove the build reproducible: build a second time from scratch (a fresh, empty store,
+    /// no caches) and compare digests; on a mismatch, show the differing entries and fail
+    #[arg(long)]
+    verify: bool,
+
+    /// Print only warnings and errors on stderr
     #[arg(short, long)]
     quiet: bool,
 
@@ -126,12 +140,13 @@ pub struct BuildArgs {
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
+    /// The image's digest: its manifest's, or its index's for several platforms.
     digest: Digest,
     media_type: &'a str,
     size: u64,
-    platform: String,
-    base: Option<Digest>,
-    layers: &'a [LayerReport],
+    platforms: &'a [PlatformReport],
+    /// Every layer teu built, once each.
+    layers: Vec<&'a LayerReport>,
     outputs: &'a [OutputReport],
     bytes_written: u64,
 }
@@ -156,14 +171,20 @@ fn args_list(flag: &str, s: &str) -> Result<Vec<String>> {
     }
 }
 
-fn load_spec(args: &BuildArgs) -> Result<Spec> {
-    let file = match &args.spec {
+/// Find and load the spec the arguments name; `None` for a flags-only build.
+pub fn spec_file(spec: Option<&Path>, flags_only: bool) -> Option<PathBuf> {
+    match spec {
         Some(p) if p.is_dir() => Some(p.join("teu.toml")),
-        Some(p) => Some(p.clone()),
-        None if args.copies.is_empty() => Some(PathBuf::from("teu.toml")),
+        Some(p) => Some(p.to_path_buf()),
+        None if !flags_only => Some(PathBuf::from("teu.toml")),
         None => None,
-    };
-    match file {
+    }
+}
+
+/// Load the spec at `spec` (a file or its directory; default ./teu.toml), or an empty
+/// one for a flags-only build.
+pub fn load_spec(spec: Option<&Path>, flags_only: bool) -> Result<Spec> {
+    match spec_file(spec, flags_only) {
         Some(f) => {
             if !f.exists() {
                 return Err(usage(format!(
@@ -180,7 +201,13 @@ fn load_spec(args: &BuildArgs) -> Result<Spec> {
 /// Apply flags on top of the spec: flags win.
 fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
     if let Some(b) = &args.base {
-        let r: Reference = b.parse().map_err(|e| usage(format!("--base: {e}")))?;
+        let mut r: Reference = b.parse().map_err(|e| usage(format!("--base: {e}")))?;
+        // Paths on the command line are relative to where teu runs, like --copy's.
+        if let Reference::Layout { path, .. } = &mut r {
+            if path.is_relative() {
+                *path = std::env::current_dir()?.join(&*path);
+            }
+        }
         spec.base = Some((r, spec_origin("--base")));
     }
     if let Some(c) = &args.compression {
@@ -191,11 +218,23 @@ fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
             l.compression = None;
         }
     }
-    if let Some(p) = &args.platform {
-        spec.platform = Some(
-            p.parse::<Platform>()
-                .map_err(|e| usage(format!("--platform: {e}")))?,
-        );
+    if !args.platforms.is_empty() {
+        let mut list = Vec::new();
+        for p in &args.platforms {
+            let p = p
+                .parse::<Platform>()
+                .map_err(|e| usage(format!("--platform: {e}")))?;
+            if !list.contains(&p) {
+                list.push(p);
+            }
+        }
+        spec.multi_platform |= list.len() > 1;
+        spec.platforms = list;
+    }
+    match args.format.as_deref() {
+        Some("docker") => spec.format = Format::Docker,
+        Some(_) => spec.format = Format::Oci,
+        None => {}
     }
     let c = &mut spec.config;
     if let Some(e) = &args.entrypoint {
@@ -222,7 +261,10 @@ fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
         let (k, v) = key_value("--annotation", a)?;
         spec.annotations.insert(k, v);
     }
-    c.exposed_ports.extend(args.expose.iter().cloned());
+    for p in &args.expose {
+        teu_spec::check_port(p).map_err(|e| usage(format!("--expose: {e}")))?;
+        c.exposed_ports.push(p.clone());
+    }
     c.volumes.extend(args.volumes.iter().cloned());
 
     if !args.copies.is_empty() {
@@ -246,10 +288,48 @@ fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
             name: "files".to_string(),
             compression: None,
             items,
+            per_platform: Default::default(),
             origin: spec_origin("--copy"),
         });
     }
     Ok(())
+}
+
+/// Build again into an empty temporary store and compare.
+fn verify(
+    spec: &Spec,
+    opts: &BuildOptions,
+    first: &teu_image::Artifact,
+    say: &dyn Fn(String),
+) -> Result<()> {
+    let scratch = tempfile::Builder::new()
+        .prefix("verify-")
+        .tempdir_in(opts.store.root().join("tmp"))
+        .context("creating a scratch store for --verify")?;
+    let again = BuildOptions {
+        store: Store::open(scratch.path())?,
+        jobs: opts.jobs,
+        platforms: opts.platforms.clone(),
+        defaults: opts.defaults.clone(),
+        lock: opts.lock.clone(),
+        locked: opts.locked,
+        registry: opts.registry.clone(),
+    };
+    let second = build(spec, &again).context("the --verify rebuild")?;
+    if second.artifact.digest() == first.digest() {
+        say(format!(
+            "teu: verified: a second build from scratch gave the same digest {}",
+            first.digest()
+        ));
+        return Ok(());
+    }
+    let d = teu_image::diff::diff(first, &second.artifact)?;
+    eprint!("{}", d.render());
+    anyhow::bail!(
+        "the build is not reproducible: {} the first time, {} from scratch (differences above; A is the first build, B the second)",
+        first.digest(),
+        second.artifact.digest()
+    )
 }
 
 fn spec_origin(what: &str) -> teu_layer::Origin {
@@ -269,10 +349,15 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             })
             .collect::<Result<_>>()?
     };
+    for out in &outputs {
+        if !matches!(out, Reference::Registry(_)) {
+            teu_image::sink::check_output(out).map_err(|e| usage(format!("--output: {e}")))?;
+        }
+    }
     if args.jobs == Some(0) {
         return Err(usage("--jobs must be at least 1"));
     }
-    let mut spec = load_spec(&args)?;
+    let mut spec = load_spec(args.spec.as_deref(), !args.copies.is_empty())?;
     apply_flags(&mut spec, &args)?;
 
     let defaults = Defaults::from_env().map_err(anyhow::Error::msg)?;
@@ -282,11 +367,28 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let lock = match spec_file(args.spec.as_deref(), !args.copies.is_empty()) {
+        Some(f) if f.exists() => Lockfile::load(&Lockfile::path_in(&spec.dir))?,
+        _ => None,
+    };
+    if args.locked
+        && lock.is_none()
+        && spec
+            .base
+            .as_ref()
+            .is_some_and(|(r, _)| *r != Reference::Scratch)
+    {
+        return Err(anyhow::anyhow!(
+            "--locked: there is no teu.lock beside the spec; run teu lock first"
+        ));
+    }
     let opts = BuildOptions {
         store,
         jobs,
-        platform: None,
+        platforms: Vec::new(),
         defaults,
+        lock,
+        locked: args.locked,
         registry: Some(args.registry.client()?),
     };
     let say = |line: String| {
@@ -302,32 +404,50 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         }
     }
     let built = build(&spec, &opts)?;
-    let image = &built.image;
-    match &spec.base {
-        Some((r, _)) if *r != Reference::Scratch => say(format!(
-            "teu: base {r} ({})",
-            built.base.as_ref().map(|d| d.short()).unwrap_or_default()
-        )),
-        _ => say("teu: base scratch".to_string()),
+    for w in &built.warnings {
+        eprintln!("teu: warning: {w}");
     }
-    for l in &built.layers {
-        say(format!(
-            "teu: layer {:?}: {} entries, {} tar -> {} {}",
-            l.name,
-            l.entries,
-            bytes(l.uncompressed_size),
-            bytes(l.size),
-            l.digest.short()
-        ));
+    let artifact = &built.artifact;
+    if args.verify {
+        verify(&spec, &opts, artifact, &say)?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut layers = Vec::new();
+    for p in &built.platforms {
+        let base = match &spec.base {
+            Some((r, _)) if *r != Reference::Scratch => {
+                format!(
+                    " on {r} ({})",
+                    p.base.as_ref().map(|d| d.short()).unwrap_or_default()
+                )
+            }
+            _ => String::new(),
+        };
+        say(format!("teu: {}{base}", p.platform));
+        for l in &p.layers {
+            let fresh = seen.insert(l.digest.clone());
+            if fresh {
+                layers.push(l);
+            }
+            say(format!(
+                "teu:   layer {:?}: {} entries, {} tar -> {} {}{}",
+                l.name,
+                l.entries,
+                bytes(l.uncompressed_size),
+                bytes(l.size),
+                l.digest.short(),
+                if fresh { "" } else { " (shared)" }
+            ));
+        }
     }
     let mut reports = Vec::new();
     let client = opts.registry.as_ref().expect("set above");
     for out in &outputs {
         let r = match out {
             Reference::Registry(dst) => {
-                crate::registry::push_output(client, dst, &args.tags, image, &say)?
+                crate::registry::push_output(client, dst, &args.tags, artifact, &say)?
             }
-            _ => write_output(out, image).with_context(|| format!("writing {out}"))?,
+            _ => write_output(out, artifact).with_context(|| format!("writing {out}"))?,
         };
         say(format!(
             "teu: wrote {} ({} new)",
@@ -336,24 +456,26 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         ));
         reports.push(r);
     }
-    let digest = image.digest();
+    let digest = artifact.digest();
     if let Some(f) = &args.digest_file {
         teu_store::atomic::write_file(f, format!("{digest}\n").as_bytes())
             .with_context(|| format!("writing the digest file {}", f.display()))?;
     }
+    let what = match built.platforms.as_slice() {
+        [one] if matches!(artifact, teu_image::Artifact::Image(_)) => one.platform.clone(),
+        many => format!("index of {} platforms", many.len()),
+    };
     say(format!(
-        "teu: image {digest} ({}) in {:.2}s",
-        image.config.value.platform(),
+        "teu: image {digest} ({what}) in {:.2}s",
         started.elapsed().as_secs_f64()
     ));
     if args.json {
         let report = JsonReport {
             digest: digest.clone(),
-            media_type: image.manifest_media_type(),
-            size: image.manifest.bytes.len() as u64,
-            platform: image.config.value.platform().to_string(),
-            base: built.base.clone(),
-            layers: &built.layers,
+            media_type: artifact.media_type(),
+            size: artifact.root_bytes().len() as u64,
+            platforms: &built.platforms,
+            layers,
             outputs: &reports,
             bytes_written: reports.iter().map(|r| r.bytes_written).sum(),
         };

@@ -1,9 +1,12 @@
 //! The `teu` command line: argument parsing, human and JSON output, exit codes.
 //! The work itself lives in the library crates (`teu-image` and below).
 //!
-//! Exit codes: 0 success, 1 failure (bad input, I/O, a build error), 2 command-line usage.
+//! Exit codes: 0 success, 1 failure (bad input, I/O, a build error), 2 command-line usage
+//! (`teu diff` follows diff(1): 0 identical, 1 different, 2 error).
 
 mod build;
+mod diff;
+mod lock;
 mod registry;
 mod report;
 
@@ -32,7 +35,9 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
-    Build(build::BuildArgs),
+    Build(Box<build::BuildArgs>),
+    Diff(diff::DiffArgs),
+    Lock(lock::LockArgs),
     /// Push an image to a registry, moving only the blobs it lacks
     #[command(after_help = registry::copy::PUSH_HELP)]
     Push(registry::copy::TransferArgs),
@@ -69,7 +74,9 @@ impl std::error::Error for UsageError {}
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build(args) => build::run(args),
+        Command::Build(args) => build::run(*args),
+        Command::Diff(args) => diff::run(args),
+        Command::Lock(args) => lock::run(args),
         Command::Push(args) => registry::copy::run(args),
         Command::Copy(args) => registry::copy::run(args),
         Command::Pull(args) => registry::copy::run_pull(args),
@@ -82,15 +89,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let mut msg = e.to_string();
-            for cause in e.chain().skip(1) {
-                let c = cause.to_string();
-                if !msg.contains(&c) {
-                    msg.push_str(": ");
-                    msg.push_str(&c);
-                }
-            }
-            eprintln!("teu: error: {msg}");
+            print_error(&e);
             if e.downcast_ref::<UsageError>().is_some() {
                 eprintln!("Try 'teu --help' for more information.");
                 ExitCode::from(2)
@@ -99,4 +98,17 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `teu: error: outer: cause: root cause`, without repeating a cause already in the text.
+pub fn print_error(e: &anyhow::Error) {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    eprintln!("teu: error: {msg}");
 }

@@ -137,7 +137,7 @@ fn flags_build_without_a_spec() {
         "--json",
     ]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["platform"], "linux/arm64");
+    assert_eq!(v["platforms"][0]["platform"], "linux/arm64");
     assert_eq!(
         v["layers"][0]["media_type"],
         "application/vnd.oci.image.layer.v1.tar+zstd"

@@ -166,3 +166,117 @@ impl<R: Read> Read for HashingReader<R> {
         Ok(n)
     }
 }
+
+/// A tarball whose hard link sorts before its target: the layer must give the content to
+/// the first path so extractors never meet a link to something not yet extracted.
+#[test]
+fn imported_hard_links_are_reordered_for_extractors() {
+    let t = tempfile::tempdir().unwrap();
+    {
+        let f = fs::File::create(t.path().join("links.tar")).unwrap();
+        let mut b = tar::Builder::new(f);
+        let mut h = tar::Header::new_ustar();
+        h.set_path("z-target").unwrap();
+        h.set_size(7);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &b"content"[..]).unwrap();
+        let mut l = tar::Header::new_ustar();
+        l.set_entry_type(tar::EntryType::Link);
+        l.set_path("a-link").unwrap();
+        l.set_link_name("z-target").unwrap();
+        l.set_mode(0o644);
+        l.set_size(0);
+        l.set_cksum();
+        b.append(&l, &b""[..]).unwrap();
+        b.finish().unwrap();
+    }
+    write(
+        &t.path().join("teu.toml"),
+        b"[[layer]]\ntars = [{ src = \"links.tar\", dest = \"/opt\" }]\n",
+    );
+    ok(teu(&t.path().join("home"))
+        .current_dir(t.path())
+        .args(["build", "-o", "oci:out:v1"]));
+    let x = t.path().join("extracted");
+    fs::create_dir(&x).unwrap();
+    ok(Command::new("tar").args([
+        "-xzf",
+        layer_blob(&t.path().join("out")).to_str().unwrap(),
+        "-C",
+        x.to_str().unwrap(),
+    ]));
+    assert_eq!(fs::read(x.join("opt/a-link")).unwrap(), b"content");
+    assert_eq!(fs::read(x.join("opt/z-target")).unwrap(), b"content");
+    assert_eq!(
+        link_groups(&x),
+        vec![vec![b"opt/a-link".to_vec(), b"opt/z-target".to_vec()]]
+    );
+}
+
+/// `git archive` puts the commit id in a pax global header; it is not a file.
+#[test]
+fn git_archive_tarballs_import() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    write(&repo.join("src/main.c"), b"int main(void) { return 0; }\n");
+    let git = |args: &[&str]| {
+        ok(Command::new("git")
+            .current_dir(&repo)
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args));
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-qm", "x"]);
+    git(&["archive", "--format=tar.gz", "-o", "../src.tar.gz", "HEAD"]);
+    write(
+        &t.path().join("teu.toml"),
+        b"[[layer]]\ntars = [{ src = \"src.tar.gz\", dest = \"/src\" }]\n",
+    );
+    ok(teu(&t.path().join("home"))
+        .current_dir(t.path())
+        .args(["build", "-o", "oci:out:v1"]));
+    let listing =
+        ok(Command::new("tar").args(["-tzf", layer_blob(&t.path().join("out")).to_str().unwrap()]));
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    assert!(listing.contains("src/src/main.c"), "{listing}");
+    assert!(!listing.contains("pax_global_header"), "{listing}");
+}
+
+/// An explicit mode on a directory copy applies to its files, not its directories.
+#[test]
+fn copy_mode_applies_to_files_only() {
+    let t = tempfile::tempdir().unwrap();
+    write(&t.path().join("tree/sub/f.txt"), b"f");
+    write(
+        &t.path().join("teu.toml"),
+        b"[[layer]]\ncopy = [{ src = \"tree/\", dest = \"/t/\", mode = \"0600\" }]\n",
+    );
+    ok(teu(&t.path().join("home"))
+        .current_dir(t.path())
+        .args(["build", "-o", "oci:out:v1"]));
+    let listing =
+        ok(Command::new("tar")
+            .args(["-tvzf", layer_blob(&t.path().join("out")).to_str().unwrap()]));
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("drwxr-xr-x") && l.ends_with("t/sub/")),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rw-------") && l.ends_with("t/sub/f.txt")),
+        "{listing}"
+    );
+}

@@ -281,3 +281,63 @@ fn usage_errors_exit_2() {
     }
     assert_eq!(count_entries(&t.path().join("home/blobs/sha256")), 0);
 }
+
+#[test]
+fn a_single_platform_base_cannot_serve_another_platform() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    write(&t.path().join("f"), b"f");
+    ok(teu(&home).current_dir(t.path()).args([
+        "build",
+        "-q",
+        "--copy",
+        "f:/f",
+        "--platform",
+        "linux/amd64",
+        "-o",
+        "oci:base:1",
+    ]));
+    write(
+        &t.path().join("teu.toml"),
+        b"[image]\nbase = \"oci:base:1\"\nplatform = \"linux/arm64\"\n",
+    );
+    let (code, err) = fails(
+        teu(&home)
+            .current_dir(t.path())
+            .args(["build", "-o", "oci:out"]),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("teu.toml:2:8: image.base")
+            && err.contains("single image for linux/amd64")
+            && err.contains("linux/arm64"),
+        "{err}"
+    );
+    // Without an explicit platform the image follows its base.
+    write(
+        &t.path().join("teu.toml"),
+        b"[image]\nbase = \"oci:base:1\"\n",
+    );
+    ok(teu(&home)
+        .current_dir(t.path())
+        .args(["build", "-o", "oci:out"]));
+}
+
+#[test]
+fn bad_outputs_and_ports_fail_before_any_work() {
+    let t = tempfile::tempdir().unwrap();
+    write(&t.path().join("f"), b"f");
+    for args in [
+        vec!["build", "--copy", "f:/f", "--expose", "http"],
+        vec!["build", "--copy", "f:/f", "-o", "oci:fine", "-o", "scratch"],
+    ] {
+        let (code, err) = fails(
+            teu(&t.path().join("home"))
+                .current_dir(t.path())
+                .args(&args),
+        );
+        assert_eq!(code, 2, "{args:?}: {err}");
+    }
+    assert_eq!(count_entries(&t.path().join("home/blobs/sha256")), 0);
+    assert!(!t.path().join("fine").exists());
+}

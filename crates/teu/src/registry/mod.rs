@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use teu_image::archive_source::read_archive;
-use teu_image::{layout, registry, Image};
+use teu_image::source::read_artifact;
+use teu_image::{layout, registry, Artifact, Image};
 use teu_oci::{Platform, Reference, RegistryRef};
 use teu_registry::{Client, ClientOptions, Keychain, Quirks, RetryPolicy};
 
@@ -123,9 +123,8 @@ pub fn read_image(client: &Client, src: &Reference, platform: &Platform) -> Resu
     Ok(match src {
         Reference::Registry(r) => registry::read_image(client, r, platform)?,
         Reference::Layout { path, tag } => layout::read_image(path, tag.as_deref(), platform)?,
-        Reference::OciArchive { path, tag } => read_archive(path, tag.as_deref(), platform)?,
-        Reference::DockerArchive { path, name } => {
-            read_archive(path, name.as_ref().and_then(|n| n.tag.as_deref()), platform)?
+        Reference::OciArchive { .. } | Reference::DockerArchive { .. } => {
+            pick_platform(read_artifact(src)?, platform, src)?
         }
         Reference::Scratch => {
             return Err(UsageError("scratch is an empty base, not an image to read".into()).into())
@@ -147,15 +146,15 @@ pub fn push_output(
     client: &Client,
     dst: &RegistryRef,
     tags: &[String],
-    image: &Image,
+    artifact: &Artifact,
     say: &dyn Fn(String),
 ) -> Result<teu_image::OutputReport> {
     use anyhow::Context;
-    let r = teu_image::push::push_image(
+    let r = teu_image::push::push_artifact(
         client,
         dst,
         tags,
-        image,
+        artifact,
         &teu_image::push::PushOptions::default(),
     )
     .with_context(|| format!("pushing to {dst}"))?;
@@ -164,4 +163,38 @@ pub fn push_output(
         output: format!("docker://{}", dst),
         bytes_written: r.traffic.bytes_up,
     })
+}
+
+/// Every platform: the index (or single image) `src` names.
+pub fn read_all(client: &Client, src: &Reference) -> Result<Artifact> {
+    Ok(match src {
+        Reference::Registry(r) => {
+            let (source, desc) = registry::open_root(client, r)?;
+            teu_image::resolve::artifact(source, &desc)?
+        }
+        other => read_artifact(other)?,
+    })
+}
+
+/// The image of an index for `platform`.
+fn pick_platform(artifact: Artifact, platform: &Platform, src: &Reference) -> Result<Image> {
+    match artifact {
+        Artifact::Image(i) => Ok(i),
+        Artifact::Index(x) => {
+            let have: Vec<String> = x
+                .images
+                .iter()
+                .map(|i| i.config.value.platform().to_string())
+                .collect();
+            x.images
+                .into_iter()
+                .find(|i| i.config.value.platform().satisfies(platform))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{src}: index has no image for {platform} (it has: {})",
+                        have.join(", ")
+                    )
+                })
+        }
+    }
 }
