@@ -315,12 +315,14 @@ fn base_root(
                 })
             }
         },
-        other => return Err(BuildError::Unsupported {
-            origin: origin.to_string(),
-            message: format!(
+        other => {
+            return Err(BuildError::Unsupported {
+                origin: origin.to_string(),
+                message: format!(
                 "base {other}: only scratch, oci:DIR[:TAG] and registry bases are supported so far"
             ),
-        }),
+            })
+        }
     };
     Ok(Some(BaseRoot {
         reference: reference.to_string(),

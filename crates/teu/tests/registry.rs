@@ -1213,3 +1213,76 @@ fn usage_and_configuration_errors_are_clear() {
         "{err}"
     );
 }
+
+#[test]
+fn multi_platform_builds_push_an_index_and_lock_pins_a_registry_base() {
+    let reg = Registry::start(Auth::None);
+    let env = Env::new();
+    push_base(&env, &format!("{}/base:1", reg.addr), 256 << 10);
+    random_file(&env.dir.join("mp/lib.bin"), 64 << 10, 11);
+    common::write(
+        &env.dir.join("mp/teu.toml"),
+        b"[[layer]]\nname = \"lib\"\ncopy = [{ src = \"lib.bin\", dest = \"/lib.bin\" }]\n",
+    );
+    let out = ok(env.teu().args([
+        "build",
+        "mp",
+        "-q",
+        "--platform",
+        "linux/amd64",
+        "--platform",
+        "linux/arm64",
+        "-o",
+        &format!("{}/multi:1", reg.addr),
+        "-o",
+        "oci:multi-local:1",
+    ]));
+    let d = digest(&out);
+    let raw = ok(Command::new(tool("skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/multi:1", reg.addr),
+    ]));
+    assert_eq!(format!("sha256:{}", sha256_hex(&raw.stdout)), d);
+    assert!(String::from_utf8_lossy(&raw.stdout).contains("arm64"));
+    // Both platforms are complete images skopeo can copy.
+    for arch in ["amd64", "arm64"] {
+        ok(Command::new(tool("skopeo")).args([
+            "copy",
+            "--src-tls-verify=false",
+            "--override-arch",
+            arch,
+            &format!("docker://{}/multi:1", reg.addr),
+            &format!("oci:{}:x", env.dir.join(format!("sk-{arch}")).display()),
+        ]));
+    }
+    // And a copy of the index to a layout keeps its digest.
+    ok(env.teu().args([
+        "copy",
+        "--all-platforms",
+        &format!("{}/multi:1", reg.addr),
+        "oci:multi-copy:1",
+    ]));
+    assert_eq!(
+        digest(&ok(env.teu().args(["digest", "oci:multi-copy:1"]))),
+        d
+    );
+
+    // teu lock pins the registry base; --locked builds on it.
+    app_spec(&env, &format!("{}/base:1", reg.addr), "locked");
+    ok(env.teu().args(["lock", "app"]));
+    let lock = std::fs::read_to_string(env.dir.join("app/teu.lock")).unwrap();
+    let base_digest = digest(&ok(env
+        .teu()
+        .args(["digest", &format!("{}/base:1", reg.addr)])));
+    assert!(lock.contains(&base_digest), "{lock}");
+    ok(env.teu().args([
+        "build",
+        "app",
+        "-q",
+        "--locked",
+        "-o",
+        &format!("{}/locked:1", reg.addr),
+    ]));
+}

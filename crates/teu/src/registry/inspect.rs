@@ -200,7 +200,9 @@ pub fn digest(args: DigestArgs) -> Result<ExitCode> {
                 Resolved::Image(image) => image.digest(),
             }
         }
-        (other, p) => read_image(&client, other, &platform_arg(p.as_deref())?)?.digest(),
+        // Without --platform, what the reference names: an index's digest for an index.
+        (other, None) => super::read_all(&client, other)?.digest(),
+        (other, Some(p)) => read_image(&client, other, &platform_arg(Some(p))?)?.digest(),
     };
     println!("{d}");
     Ok(ExitCode::SUCCESS)
