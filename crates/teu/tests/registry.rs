@@ -269,6 +269,18 @@ fn dry_run_plans_and_moves_nothing_then_tags_and_digest_file() {
         .collect();
     tags.sort();
     assert_eq!(tags, ["x", "y", "z"]);
+    // Asking for one tag per page still lists every tag. (Distribution 2.8 ignores `n` for
+    // tag lists and sends no Link, so following Link headers is only unit-tested.)
+    let paged = ok(env.teu().args([
+        "tags",
+        &format!("{}/other", reg.addr),
+        "--page-size",
+        "1",
+        "--json",
+    ]));
+    let mut paged: Vec<String> = serde_json::from_slice(&paged.stdout).unwrap();
+    paged.sort();
+    assert_eq!(paged, tags);
 }
 
 /// Build the app into a layout (no registry involved) to know the digest a push must give.

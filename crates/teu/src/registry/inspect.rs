@@ -63,6 +63,9 @@ pub struct TagsArgs {
     /// Print a JSON array
     #[arg(long)]
     json: bool,
+    /// Tags asked for per request (the registry may send fewer and a link to the rest)
+    #[arg(long, default_value_t = 1000, hide = true)]
+    page_size: usize,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -211,7 +214,7 @@ pub fn digest(args: DigestArgs) -> Result<ExitCode> {
 pub fn tags(args: TagsArgs) -> Result<ExitCode> {
     let r = parse_registry_ref("REPO", &args.repository)?;
     let client = args.registry.client()?;
-    let tags = client.tags(&r.registry, &r.repository)?;
+    let tags = client.tags(&r.registry, &r.repository, args.page_size)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&tags)?);
     } else {
