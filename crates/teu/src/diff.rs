@@ -13,7 +13,7 @@ use crate::UsageError;
 #[derive(Args)]
 #[command(
     about = "Compare two images: manifests, config fields, layers and the entries inside them",
-    long_about = "Compare two images from any source (oci:, oci-archive:, docker-archive:). Shows the index \
+    long_about = "Compare two images from any source (oci:, oci-archive:, docker-archive:, registries). Shows the index \
 and manifest digests, config fields that differ, and for each layer that differs the entries added (+), \
 removed (-) or changed (~) in content or metadata (mode, owner, mtime, link target, xattrs). Layers are \
 streamed, never unpacked to disk.",
@@ -30,6 +30,8 @@ pub struct DiffArgs {
     /// Print the differences as JSON
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    registry: crate::registry::RegistryArgs,
 }
 
 pub fn run(args: DiffArgs) -> Result<ExitCode> {
@@ -49,8 +51,14 @@ fn compare(args: &DiffArgs) -> Result<ExitCode> {
             .map_err(|e| anyhow::Error::new(UsageError(e.to_string())))
     };
     let (ra, rb) = (parse(&args.a)?, parse(&args.b)?);
-    let a = read_artifact(&ra).with_context(|| format!("reading {}", args.a))?;
-    let b = read_artifact(&rb).with_context(|| format!("reading {}", args.b))?;
+    let client = args.registry.client()?;
+    let read = |r: &Reference| match r {
+        // Registries: manifests and configs now, layers streamed when compared.
+        Reference::Registry(_) => crate::registry::read_all(&client, r),
+        _ => Ok(read_artifact(r)?),
+    };
+    let a = read(&ra).with_context(|| format!("reading {}", args.a))?;
+    let b = read(&rb).with_context(|| format!("reading {}", args.b))?;
     let d = diff(&a, &b)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);

@@ -210,6 +210,23 @@ fn shallow_base_mounted_layers_and_only_changed_blobs_move() {
             .args(["digest", &format!("{}/copy:2", reg.addr)]))),
         changed
     );
+
+    // teu diff reads registries too: the changed file is the difference.
+    let out = env
+        .teu()
+        .args([
+            "diff",
+            &format!("{}/app:1", reg.addr),
+            &format!("{}/app:2", reg.addr),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("app.txt"),
+        "{}",
+        all_output(&out)
+    );
 }
 
 #[test]
