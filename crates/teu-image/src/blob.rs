@@ -14,6 +14,11 @@ use crate::{io_err, ImageError};
 /// a blob verify it against its digest on the way.
 pub trait BlobSource: Send + Sync + Debug {
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, ImageError>;
+    /// Open a manifest or index by digest. Registries serve those from another endpoint
+    /// than blobs; everywhere else they are blobs like any other.
+    fn open_manifest(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, ImageError> {
+        self.open(digest)
+    }
     /// The local file holding the blob, when there is one (lets sinks hard-link or copy).
     fn local_path(&self, _digest: &Digest) -> Option<PathBuf> {
         None

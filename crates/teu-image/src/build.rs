@@ -32,12 +32,12 @@ pub struct BuildOptions {
     /// Overrides the spec's platforms.
     pub platforms: Vec<Platform>,
     pub defaults: Defaults,
-    /// For registry bases (only their manifest and config are read).
-    pub registry: Option<teu_registry::Client>,
     /// The spec's `teu.lock`, if it has one: bases resolve to the digests it records.
     pub lock: Option<Lockfile>,
     /// Fail rather than build on a base that differs from the lock (`--locked`).
     pub locked: bool,
+    /// For registry bases (only their manifest and config are read).
+    pub registry: Option<teu_registry::Client>,
 }
 
 /// One built layer, for summaries and `--json`.
@@ -306,21 +306,17 @@ fn base_root(
             };
             layout::open_layout(&dir, tag.as_deref()).map_err(base_err)?
         }
-        Reference::Registry(r) => match registry {
-            Some(client) => crate::registry::open_root(client, r).map_err(base_err)?,
-            None => {
-                return Err(BuildError::Unsupported {
-                    origin: origin.to_string(),
-                    message: format!("base {r}: no registry client was configured"),
-                })
-            }
-        },
+        Reference::Registry(r) => {
+            let client = registry.ok_or_else(|| BuildError::Unsupported {
+                origin: origin.to_string(),
+                message: format!("base {r}: no registry client was configured"),
+            })?;
+            crate::registry::open_top(client, r).map_err(base_err)?
+        }
         other => {
             return Err(BuildError::Unsupported {
                 origin: origin.to_string(),
-                message: format!(
-                "base {other}: only scratch, oci:DIR[:TAG] and registry bases are supported so far"
-            ),
+                message: format!("base {other}: archives are not supported as bases yet"),
             })
         }
     };

@@ -208,6 +208,70 @@ pub fn push_image(
     })
 }
 
+/// Push an image, or an index and every image in it: each image by digest first, then the
+/// index under the tags, so a tag never names something incomplete.
+pub fn push_artifact(
+    client: &Client,
+    dst: &RegistryRef,
+    extra_tags: &[String],
+    artifact: &Artifact,
+    opts: &PushOptions,
+) -> Result<PushReport, ImageError> {
+    let index = match artifact {
+        Artifact::Image(image) => return push_image(client, dst, extra_tags, image, opts),
+        Artifact::Index(x) => x,
+    };
+    let before = client.traffic();
+    let mut blobs = Vec::new();
+    let mut bytes = Totals::default();
+    for image in &index.images {
+        let by_digest = RegistryRef {
+            tag: None,
+            digest: Some(image.digest()),
+            ..dst.clone()
+        };
+        let r = push_image(client, &by_digest, &[], image, opts)?;
+        for b in r.blobs {
+            if !blobs.iter().any(|p: &BlobPlan| p.digest == b.digest) {
+                blobs.push(b);
+            }
+        }
+    }
+    for p in &blobs {
+        *match p.action {
+            Action::Skip => &mut bytes.skipped,
+            Action::Mount => &mut bytes.mounted,
+            Action::Stream => &mut bytes.streamed,
+            Action::Upload => &mut bytes.uploaded,
+        } += p.size;
+    }
+    let tags = tags_of(dst, extra_tags);
+    if !opts.dry_run {
+        put_manifest(
+            client,
+            dst,
+            &tags,
+            artifact.media_type(),
+            artifact.root_bytes(),
+        )?;
+    }
+    let after = client.traffic();
+    Ok(PushReport {
+        target: dst.name(),
+        digest: artifact.digest(),
+        tags,
+        dry_run: opts.dry_run,
+        blobs,
+        bytes,
+        traffic: Traffic {
+            requests: after.requests - before.requests,
+            bytes_up: after.bytes_up - before.bytes_up,
+            bytes_down: after.bytes_down - before.bytes_down,
+            retries: after.retries - before.retries,
+        },
+    })
+}
+
 /// The manifest by digest when no tag is wanted, else under each tag in turn.
 pub fn put_manifest(
     client: &Client,
@@ -327,60 +391,4 @@ fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sy
         .into_iter()
         .map(|r| r.expect("every item ran"))
         .collect()
-}
-
-/// Push an image, or every image of an index (by digest) and then the index under the
-/// tags.
-pub fn push_artifact(
-    client: &Client,
-    dst: &RegistryRef,
-    extra_tags: &[String],
-    artifact: &Artifact,
-    opts: &PushOptions,
-) -> Result<PushReport, ImageError> {
-    let index = match artifact {
-        Artifact::Image(image) => return push_image(client, dst, extra_tags, image, opts),
-        Artifact::Index(index) => index,
-    };
-    let before = client.traffic();
-    let mut blobs = Vec::new();
-    let mut bytes = Totals::default();
-    for image in &index.images {
-        let by_digest = RegistryRef {
-            tag: None,
-            digest: Some(image.digest()),
-            ..dst.clone()
-        };
-        let r = push_image(client, &by_digest, &[], image, opts)?;
-        bytes.skipped += r.bytes.skipped;
-        bytes.mounted += r.bytes.mounted;
-        bytes.streamed += r.bytes.streamed;
-        bytes.uploaded += r.bytes.uploaded;
-        blobs.extend(r.blobs);
-    }
-    let tags = tags_of(dst, extra_tags);
-    if !opts.dry_run {
-        put_manifest(
-            client,
-            dst,
-            &tags,
-            artifact.media_type(),
-            artifact.root_bytes(),
-        )?;
-    }
-    let after = client.traffic();
-    Ok(PushReport {
-        target: dst.name(),
-        digest: artifact.digest(),
-        tags,
-        dry_run: opts.dry_run,
-        blobs,
-        bytes,
-        traffic: Traffic {
-            requests: after.requests - before.requests,
-            bytes_up: after.bytes_up - before.bytes_up,
-            bytes_down: after.bytes_down - before.bytes_down,
-            retries: after.retries - before.retries,
-        },
-    })
 }

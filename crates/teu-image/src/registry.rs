@@ -3,11 +3,13 @@
 //! are read when, and only if, a sink needs them — a build on a registry base downloads a
 //! few kilobytes of JSON, never a base layer.
 
-use std::collections::BTreeMap;
-use std::io::{Cursor, Read};
+use std::collections::HashMap;
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use teu_oci::{media_type, Digest, ImageConfig, Index, Manifest, Platform, Raw, RegistryRef};
+use teu_oci::{
+    media_type, Descriptor, Digest, ImageConfig, Index, Manifest, Platform, Raw, RegistryRef,
+};
 use teu_registry::{Client, ManifestResponse};
 
 use crate::blob::BlobSource;
@@ -15,16 +17,15 @@ use crate::image::{Image, Layer};
 use crate::resolve::read_verified;
 use crate::{invalid, ImageError};
 
-/// One repository of a registry, as a blob source. Manifests live at another endpoint
-/// than blobs, so the source remembers which digests are manifests (the root it was
-/// opened at and the entries of any index it served) and serves those from there.
+/// One repository of a registry, as a blob source.
 #[derive(Debug, Clone)]
 pub struct RegistrySource {
     pub client: Client,
     pub registry: String,
     pub repository: String,
-    /// Manifest digests, with their bytes once fetched.
-    manifests: Arc<Mutex<BTreeMap<Digest, Option<Vec<u8>>>>>,
+    /// Manifests already fetched (by tag, to learn the digest), so resolving them again
+    /// by digest costs no request.
+    pub fetched: Arc<Mutex<HashMap<Digest, Vec<u8>>>>,
 }
 
 impl RegistrySource {
@@ -33,48 +34,45 @@ impl RegistrySource {
             client: client.clone(),
             registry: r.registry.clone(),
             repository: r.repository.clone(),
-            manifests: Arc::default(),
+            fetched: Arc::default(),
         }
     }
+}
 
-    /// Remember a manifest (and, for an index, that its entries are manifests too).
-    fn remember(&self, digest: &Digest, bytes: &[u8]) {
-        let mut m = self.manifests.lock().expect("manifest cache");
-        if let Ok(index) = serde_json::from_slice::<Index>(bytes) {
-            for d in index.manifests {
-                m.entry(d.digest).or_insert(None);
-            }
-        }
-        m.insert(digest.clone(), Some(bytes.to_vec()));
-    }
+/// The source of `r`'s repository and the descriptor of what `r` names now (an index or a
+/// manifest): one manifest request, kept for the resolution that follows.
+pub fn open_top(
+    client: &Client,
+    r: &RegistryRef,
+) -> Result<(Arc<dyn BlobSource>, Descriptor), ImageError> {
+    let top = fetch_top(client, r)?;
+    let desc = top.descriptor();
+    let source = RegistrySource::new(client, r);
+    source
+        .fetched
+        .lock()
+        .expect("cache")
+        .insert(top.digest, top.bytes);
+    Ok((Arc::new(source), desc))
 }
 
 impl BlobSource for RegistrySource {
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, ImageError> {
-        let known = self
-            .manifests
-            .lock()
-            .expect("manifest cache")
-            .get(digest)
-            .cloned();
-        match known {
-            Some(Some(bytes)) => Ok(Box::new(Cursor::new(bytes))),
-            Some(None) => {
-                let m = self.client.get_manifest(
-                    &self.registry,
-                    &self.repository,
-                    &digest.to_string(),
-                )?;
-                self.remember(digest, &m.bytes);
-                Ok(Box::new(Cursor::new(m.bytes)))
-            }
-            None => Ok(Box::new(self.client.get_blob(
-                &self.registry,
-                &self.repository,
-                digest,
-                None,
-            )?)),
+        Ok(Box::new(self.client.get_blob(
+            &self.registry,
+            &self.repository,
+            digest,
+            None,
+        )?))
+    }
+    fn open_manifest(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, ImageError> {
+        if let Some(bytes) = self.fetched.lock().expect("cache").get(digest) {
+            return Ok(Box::new(std::io::Cursor::new(bytes.clone())));
         }
+        let m = self
+            .client
+            .get_manifest(&self.registry, &self.repository, &digest.to_string())?;
+        Ok(Box::new(std::io::Cursor::new(m.bytes)))
     }
     fn name(&self) -> String {
         format!("docker://{}/{}", self.registry, self.repository)
@@ -100,18 +98,6 @@ pub fn reference_of(r: &RegistryRef) -> String {
         (None, Some(t)) => t.to_string(),
         (None, None) => "latest".to_string(),
     }
-}
-
-/// The source for `r`'s repository and the descriptor of what `r` names (an image
-/// manifest or an index), for [`crate::resolve`]: one manifest request, cached.
-pub fn open_root(
-    client: &Client,
-    r: &RegistryRef,
-) -> Result<(Arc<dyn BlobSource>, teu_oci::Descriptor), ImageError> {
-    let top = fetch_top(client, r)?;
-    let source = RegistrySource::new(client, r);
-    source.remember(&top.digest, &top.bytes);
-    Ok((Arc::new(source), top.descriptor()))
 }
 
 /// The top-level manifest (image or index) `r` names, unparsed.

@@ -42,9 +42,13 @@ pub fn read_verified(source: &dyn BlobSource, desc: &Descriptor) -> Result<Vec<u
             ),
         ));
     }
-    let reader = source
-        .open(&desc.digest)
-        .map_err(|e| invalid(&name, format!("cannot be read: {e}")))?;
+    let opened =
+        if media_type::is_index(&desc.media_type) || media_type::is_manifest(&desc.media_type) {
+            source.open_manifest(&desc.digest)
+        } else {
+            source.open(&desc.digest)
+        };
+    let reader = opened.map_err(|e| invalid(&name, format!("cannot be read: {e}")))?;
     let mut bytes = Vec::with_capacity(desc.size as usize);
     reader
         .take(desc.size + 1)

@@ -23,14 +23,14 @@ pub struct OutputReport {
 /// The tag a layout or OCI archive output gets when the reference names none.
 pub const DEFAULT_TAG: &str = "latest";
 
-/// Refuse, before any work, an output teu cannot write.
+/// Refuse, before any work, an output teu cannot write. (Registry outputs are pushed by
+/// the caller through [`crate::push`], which needs a client.)
 pub fn check_output(output: &Reference) -> Result<(), ImageError> {
     match output {
-        Reference::Registry(r) => Err(invalid(
-            format!("output {r}"),
-            "pushing to a registry is not supported yet; write oci:DIR, oci-archive:FILE or docker-archive:FILE",
+        Reference::Scratch => Err(invalid(
+            "output scratch",
+            "scratch is a base, not an output",
         )),
-        Reference::Scratch => Err(invalid("output scratch", "scratch is a base, not an output")),
         _ => Ok(()),
     }
 }
@@ -69,7 +69,13 @@ pub fn write_output(output: &Reference, artifact: &Artifact) -> Result<OutputRep
             f.commit().map_err(io_err(path.display()))?;
             n
         }
-        Reference::Registry(_) | Reference::Scratch => unreachable!("refused by check_output"),
+        Reference::Registry(r) => {
+            return Err(invalid(
+                format!("output {r}"),
+                "registry outputs are pushed with teu_image::push, not written here",
+            ))
+        }
+        Reference::Scratch => unreachable!("refused by check_output"),
     };
     Ok(OutputReport {
         output: output.to_string(),

@@ -13,13 +13,14 @@ use crate::UsageError;
 #[derive(Args)]
 #[command(
     about = "Compare two images: manifests, config fields, layers and the entries inside them",
-    long_about = "Compare two images from any source (oci:, oci-archive:, docker-archive:, registries). Shows the index \
+    long_about = "Compare two images from any source (oci:, oci-archive:, docker-archive:, a registry). Shows the index \
 and manifest digests, config fields that differ, and for each layer that differs the entries added (+), \
 removed (-) or changed (~) in content or metadata (mode, owner, mtime, link target, xattrs). Layers are \
 streamed, never unpacked to disk.",
     after_help = "Examples:\n  \
 teu diff oci:out:v1 oci:out:v2\n  \
-teu diff oci-archive:old.tar oci:new --json\n\n\
+teu diff oci-archive:old.tar oci:new --json\n  \
+teu diff localhost:5000/app:1 oci:out:v1\n\n\
 Exit codes, like diff(1): 0 identical, 1 different, 2 error."
 )]
 pub struct DiffArgs {
@@ -30,6 +31,7 @@ pub struct DiffArgs {
     /// Print the differences as JSON
     #[arg(long)]
     json: bool,
+
     #[command(flatten)]
     registry: crate::registry::RegistryArgs,
 }
@@ -52,13 +54,8 @@ fn compare(args: &DiffArgs) -> Result<ExitCode> {
     };
     let (ra, rb) = (parse(&args.a)?, parse(&args.b)?);
     let client = args.registry.client()?;
-    let read = |r: &Reference| match r {
-        // Registries: manifests and configs now, layers streamed when compared.
-        Reference::Registry(_) => crate::registry::read_all(&client, r),
-        _ => Ok(read_artifact(r)?),
-    };
-    let a = read(&ra).with_context(|| format!("reading {}", args.a))?;
-    let b = read(&rb).with_context(|| format!("reading {}", args.b))?;
+    let a = read_artifact(&ra, Some(&client)).with_context(|| format!("reading {}", args.a))?;
+    let b = read_artifact(&rb, Some(&client)).with_context(|| format!("reading {}", args.b))?;
     let d = diff(&a, &b)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);

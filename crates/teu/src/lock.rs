@@ -35,6 +35,7 @@ pub struct LockArgs {
     /// Platforms to lock (default: the spec's, else the host's); repeatable
     #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
     platforms: Vec<String>,
+
     #[command(flatten)]
     registry: crate::registry::RegistryArgs,
 }

@@ -120,6 +120,7 @@ pub fn run(args: TransferArgs) -> Result<ExitCode> {
         jobs: args.jobs,
         dry_run: args.dry_run,
     };
+    // Every platform of an index with --all-platforms, else the one image for --platform.
     let artifact = if args.all_platforms {
         read_all(&client, &src).with_context(|| format!("reading {src}"))?
     } else {

@@ -204,7 +204,7 @@ pub fn digest(args: DigestArgs) -> Result<ExitCode> {
             }
         }
         // Without --platform, what the reference names: an index's digest for an index.
-        (other, None) => super::read_all(&client, other)?.digest(),
+        (other, None) => teu_image::source::read_artifact(other, Some(&client))?.digest(),
         (other, Some(p)) => read_image(&client, other, &platform_arg(Some(p))?)?.digest(),
     };
     println!("{d}");
