@@ -350,9 +350,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             .collect::<Result<_>>()?
     };
     for out in &outputs {
-        if !matches!(out, Reference::Registry(_)) {
-            teu_image::sink::check_output(out).map_err(|e| usage(format!("--output: {e}")))?;
-        }
+        teu_image::sink::check_output(out).map_err(|e| usage(format!("--output: {e}")))?;
     }
     if args.jobs == Some(0) {
         return Err(usage("--jobs must be at least 1"));
