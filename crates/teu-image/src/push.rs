@@ -98,13 +98,23 @@ pub fn plan(
         .filter(|(d, _)| seen.insert(d.digest.clone()))
         .collect();
     // A repository of the target registry the image's layers come from: a copy's config
-    // is likely there too.
+    // is likely there too. Failing that, the base the image was built on (its base.name
+    // annotation): pushed from a layout, its base layers are there to be mounted.
+    let base_repo = image
+        .manifest
+        .value
+        .annotations
+        .get(crate::build::BASE_NAME)
+        .and_then(|n| n.parse::<RegistryRef>().ok())
+        .filter(|r| r.registry == dst.registry && r.repository != dst.repository)
+        .map(|r| r.repository);
     let sibling = image
         .layers
         .iter()
         .filter_map(|l| l.source.registry_repository())
         .find(|(reg, repo)| *reg == dst.registry && *repo != dst.repository)
-        .map(|(_, repo)| repo.to_string());
+        .map(|(_, repo)| repo.to_string())
+        .or(base_repo);
     let results = parallel(&blobs, jobs, |(d, blob)| -> Result<BlobPlan, ImageError> {
         let remote = match blob {
             BlobRef::Source(s) => s.registry_repository(),

@@ -1315,3 +1315,39 @@ fn multi_platform_builds_push_an_index_and_lock_pins_a_registry_base() {
         &format!("{}/locked:1", reg.addr),
     ]));
 }
+
+/// An image built on a registry base and written to a layout names its base
+/// (`org.opencontainers.image.base.name`), so pushing the layout to the base's registry
+/// mounts the base layers instead of uploading them again.
+#[test]
+fn pushing_a_layout_mounts_the_base_it_was_built_on() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let env = Env::new();
+    push_base(&env, &format!("{}/base:1", reg.addr), 1 << 20);
+    let base_layers = layer_digests(&inspect_json(&env, &format!("{}/base:1", reg.addr)));
+    app_spec(&env, &format!("{}/base:1", proxy.addr), "v1");
+    ok(env
+        .teu()
+        .args(["build", "app", "-q", "-o", "oci:layout:v1"]));
+    proxy.take_log();
+    ok(env.teu().args([
+        "push",
+        "oci:layout:v1",
+        &format!("{}/elsewhere:1", proxy.addr),
+    ]));
+    let log = proxy.take_log();
+    let mounted = mounts(&log);
+    assert_eq!(mounted.len(), 2, "the base layers are mounted: {log:#?}");
+    for l in &base_layers {
+        assert!(
+            mounted.iter().any(|m| m.path.contains(&l[7..])),
+            "{l} not mounted"
+        );
+        assert!(
+            !uploads(&log).iter().any(|u| u.path.contains(&l[7..])),
+            "{l} uploaded"
+        );
+    }
+    assert_eq!(uploads(&log).len(), 3, "lib, app and config only: {log:#?}");
+}
