@@ -223,6 +223,8 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
 }
 
 const BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+/// The OCI annotation naming the base image.
+pub const BASE_NAME: &str = "org.opencontainers.image.base.name";
 
 /// Config and manifest for one platform's image.
 fn assemble(
@@ -261,6 +263,14 @@ fn assemble(
         annotations
             .entry(BASE_DIGEST.to_string())
             .or_insert_with(|| d.to_string());
+        // A registry base is named too (a layout's path would make the digest depend on
+        // where the build ran): a later push of this image from a layout can then mount
+        // the base's layers from that repository instead of uploading them.
+        if let Some((Reference::Registry(r), _)) = &spec.base {
+            annotations
+                .entry(BASE_NAME.to_string())
+                .or_insert_with(|| r.to_string());
+        }
     }
     let manifest = Raw::encode(Manifest {
         schema_version: 2,

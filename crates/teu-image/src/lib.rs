@@ -8,7 +8,7 @@
 //!
 //! - [`blob`]: blob sources.
 //! - [`layout`]: OCI image layouts, as a source (bases) and as a sink.
-//! - [`archive`]: `oci-archive` and `docker-archive` sinks.
+//! - [`archive`]: `oci-archive` and `docker-archive` sinks; [`archive_source`] reads them.
 //! - [`maintain`]: `teu cache du | gc | verify`, and the roots that keep outputs' blobs.
 //! - [`registry`]: images in a registry, as a source (bases, copies).
 //! - [`push`]: the push planner (skip, mount, stream, upload).

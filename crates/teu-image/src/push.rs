@@ -38,6 +38,9 @@ pub struct BlobPlan {
     pub action: Action,
     /// Where the bytes come from (`docker://host/repo`, `teu store …`).
     pub from: String,
+    /// The repository of the target registry to mount from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_from: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -94,6 +97,24 @@ pub fn plan(
         .into_iter()
         .filter(|(d, _)| seen.insert(d.digest.clone()))
         .collect();
+    // A repository of the target registry the image's layers come from: a copy's config
+    // is likely there too. Failing that, the base the image was built on (its base.name
+    // annotation): pushed from a layout, its base layers are there to be mounted.
+    let base_repo = image
+        .manifest
+        .value
+        .annotations
+        .get(crate::build::BASE_NAME)
+        .and_then(|n| n.parse::<RegistryRef>().ok())
+        .filter(|r| r.registry == dst.registry && r.repository != dst.repository)
+        .map(|r| r.repository);
+    let sibling = image
+        .layers
+        .iter()
+        .filter_map(|l| l.source.registry_repository())
+        .find(|(reg, repo)| *reg == dst.registry && *repo != dst.repository)
+        .map(|(_, repo)| repo.to_string())
+        .or(base_repo);
     let results = parallel(&blobs, jobs, |(d, blob)| -> Result<BlobPlan, ImageError> {
         let remote = match blob {
             BlobRef::Source(s) => s.registry_repository(),
@@ -104,21 +125,33 @@ pub fn plan(
             BlobRef::Bytes(_) => "memory".to_string(),
         };
         let present = client.head_blob(&dst.registry, &dst.repository, &d.digest)?;
+        let mut mount_from = None;
         let action = match (present, remote) {
             (Some(n), _) if n == d.size => Action::Skip,
             (_, Some((reg, repo))) if reg == dst.registry && repo != dst.repository && mounts => {
+                mount_from = Some(repo.to_string());
                 Action::Mount
             }
             (_, Some((reg, _))) if reg != dst.registry => Action::Stream,
             // Same repository but missing (a dangling base?): read it from there anyway.
             (_, Some(_)) => Action::Stream,
-            (_, None) => Action::Upload,
+            (_, None) => match sibling.as_deref().filter(|_| mounts) {
+                Some(repo) if client.head_blob(&dst.registry, repo, &d.digest)? == Some(d.size) => {
+                    mount_from = Some(repo.to_string());
+                    Action::Mount
+                }
+                _ => Action::Upload,
+            },
         };
         Ok(BlobPlan {
             digest: d.digest.clone(),
             size: d.size,
             action,
-            from,
+            from: match &mount_from {
+                Some(repo) => format!("docker://{}/{repo}", dst.registry),
+                None => from,
+            },
+            mount_from,
         })
     });
     results.into_iter().collect()
@@ -308,12 +341,11 @@ fn move_blob(
     match plan.action {
         Action::Skip => return Ok(Action::Skip),
         Action::Mount => {
-            let from = match blob {
-                BlobRef::Source(s) => s.registry_repository().map(|(_, r)| r.to_string()),
-                BlobRef::Bytes(_) => None,
-            }
-            .expect("planned mounts come from a registry source");
-            match client.mount_blob(&dst.registry, &dst.repository, &desc.digest, &from)? {
+            let from = plan
+                .mount_from
+                .as_deref()
+                .expect("planned mounts name a repository");
+            match client.mount_blob(&dst.registry, &dst.repository, &desc.digest, from)? {
                 MountOutcome::Mounted => return Ok(Action::Mount),
                 MountOutcome::NotMounted { location } => session = location,
             }

@@ -7,14 +7,11 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
-use teu_oci::{
-    media_type, Descriptor, Digest, ImageConfig, Index, Manifest, Platform, Raw, RegistryRef,
-};
+use teu_oci::{media_type, Descriptor, Digest, Index, Platform, Raw, RegistryRef};
 use teu_registry::{Client, ManifestResponse};
 
 use crate::blob::BlobSource;
-use crate::image::{Image, Layer};
-use crate::resolve::read_verified;
+use crate::image::Image;
 use crate::{invalid, ImageError};
 
 /// One repository of a registry, as a blob source.
@@ -178,38 +175,15 @@ pub fn resolve(
             ),
         ));
     }
-    let manifest: Raw<Manifest> =
-        Raw::parse(m.bytes, &name).map_err(|e| invalid(&name, e.source.to_string()))?;
-    let source: Arc<dyn BlobSource> = Arc::new(RegistrySource::new(client, r));
-    let cfg_bytes = read_verified(source.as_ref(), &manifest.value.config)?;
-    let cfg_name = format!("config {} of {name}", manifest.value.config.digest);
-    let config: Raw<ImageConfig> =
-        Raw::parse(cfg_bytes, &cfg_name).map_err(|e| invalid(&cfg_name, e.source.to_string()))?;
-    let diff_ids = &config.value.rootfs.diff_ids;
-    if diff_ids.len() != manifest.value.layers.len() {
-        return Err(invalid(
-            cfg_name,
-            format!(
-                "rootfs.diff_ids has {} entries but the manifest lists {} layers",
-                diff_ids.len(),
-                manifest.value.layers.len()
-            ),
-        ));
-    }
-    let layers = manifest
-        .value
-        .layers
-        .iter()
-        .zip(diff_ids)
-        .map(|(d, diff_id)| Layer {
-            descriptor: d.clone(),
-            diff_id: diff_id.clone(),
-            source: Arc::clone(&source),
-        })
-        .collect();
-    Ok(Resolved::Image(Box::new(Image {
-        manifest,
-        config,
-        layers,
-    })))
+    // The shared resolver reads the config and checks it against the manifest; the
+    // manifest itself is served from what was just fetched.
+    let desc = m.descriptor();
+    let source = RegistrySource::new(client, r);
+    source
+        .fetched
+        .lock()
+        .expect("cache")
+        .insert(m.digest, m.bytes);
+    let image = crate::resolve::image(Arc::new(source), &desc)?;
+    Ok(Resolved::Image(Box::new(image)))
 }

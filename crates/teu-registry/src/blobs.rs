@@ -282,26 +282,55 @@ impl Client {
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
                 Ok(Body::from(data.to_vec()))
             };
-            let url = self.location(registry, &location)?;
-            let req = Request {
-                method: Method::PATCH,
-                registry,
-                url: url.to_string(),
-                scope: push(repo),
-                headers: vec![
-                    ("Content-Type", "application/octet-stream".into()),
-                    ("Content-Range", format!("{offset}-{end}")),
-                ],
-                body: Some(&body),
-                // A chunk that reached the registry must not be appended twice; the outer
-                // loop restarts the session instead.
-                retry: false,
-                what,
-            };
-            // ECR answers 201 to PATCH; the spec says 202.
-            let next = self.execute(&req, &[201, 202, 204], |r| Ok(location_of(&r)))?;
-            if let Some(l) = next {
-                location = l;
+            let policy = &self.inner.opts.retry;
+            let mut tries = 0;
+            loop {
+                let url = self.location(registry, &location)?;
+                let req = Request {
+                    method: Method::PATCH,
+                    registry,
+                    url: url.to_string(),
+                    scope: push(repo),
+                    headers: vec![
+                        ("Content-Type", "application/octet-stream".into()),
+                        ("Content-Range", format!("{offset}-{end}")),
+                    ],
+                    body: Some(&body),
+                    // A chunk that reached the registry must not be appended twice: after a
+                    // failure, the session is asked how far it got.
+                    retry: false,
+                    what,
+                };
+                // ECR answers 201 to PATCH; the spec says 202.
+                let err = match self.execute(&req, &[201, 202, 204], |r| Ok(location_of(&r))) {
+                    Ok(next) => {
+                        if let Some(l) = next {
+                            location = l;
+                        }
+                        break;
+                    }
+                    Err(e) => e,
+                };
+                tries += 1;
+                if !transient(&err) || tries >= policy.attempts {
+                    return Err(err);
+                }
+                self.inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(policy.backoff(tries));
+                match self.upload_progress(registry, repo, &location, what) {
+                    Ok((progress, next)) => {
+                        if let Some(l) = next {
+                            location = l;
+                        }
+                        if progress == offset + n as u64 {
+                            break; // the chunk arrived; only the answer was lost
+                        }
+                        if progress != offset {
+                            return Err(err); // out of step: the caller starts over
+                        }
+                    }
+                    Err(_) => return Err(err),
+                }
             }
             offset += n as u64;
         }
@@ -319,6 +348,52 @@ impl Client {
             what,
         };
         self.execute(&req, &[201], |_| Ok(()))
+    }
+}
+
+/// Failures worth another try: no answer, throttling, server errors.
+fn transient(e: &RegistryError) -> bool {
+    match e {
+        RegistryError::Exhausted { .. } => true,
+        RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
+        _ => false,
+    }
+}
+
+impl Client {
+    /// How many bytes an upload session holds (`GET` on it: `Range: 0-LAST`), and its
+    /// next location.
+    fn upload_progress(
+        &self,
+        registry: &str,
+        repo: &str,
+        location: &str,
+        what: &str,
+    ) -> Result<(u64, Option<String>), RegistryError> {
+        let req = Request {
+            method: Method::GET,
+            registry,
+            url: self.location(registry, location)?.to_string(),
+            scope: push(repo),
+            headers: vec![],
+            body: None,
+            retry: true,
+            what,
+        };
+        self.execute(&req, &[204], |r| {
+            let range = r
+                .headers()
+                .get(RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim_start_matches("bytes=").split_once('-'))
+                .and_then(|(_, end)| end.parse::<u64>().ok());
+            // "0-0" means nothing or one byte; a chunk is never one byte here, so nothing.
+            let progress = match range {
+                None | Some(0) => 0,
+                Some(end) => end + 1,
+            };
+            Ok((progress, location_of(&r)))
+        })
     }
 }
 
@@ -398,6 +473,10 @@ impl BlobReader {
             what: &what,
         };
         let mut resp = self.client.execute(&req, &[200, 206], Ok)?;
+        if self.size.is_none() && resp.status().as_u16() == 200 {
+            // Callers that do not know the size still get truncation caught and resumed.
+            self.size = header_length(&resp);
+        }
         if resp.status().as_u16() == 200 && offset > 0 {
             // The registry ignored Range: skip what we already have.
             io::copy(&mut (&mut resp).take(offset), &mut io::sink()).map_err(|source| {

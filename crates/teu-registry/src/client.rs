@@ -44,7 +44,8 @@ impl Default for ClientOptions {
             retry: RetryPolicy::default(),
             keychain: Keychain::default(),
             monolithic_max: 128 << 20,
-            chunk_size: 32 << 20,
+            // Held in memory per upload (to resend a failed chunk): jobs × 16 MiB at most.
+            chunk_size: 16 << 20,
             profiles: Vec::new(),
         }
     }

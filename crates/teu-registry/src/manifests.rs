@@ -176,15 +176,20 @@ impl Client {
         Ok(Digest::of(bytes))
     }
 
-    /// Every tag of `repo`, following `Link` pagination.
-    pub fn tags(&self, registry: &str, repo: &str) -> Result<Vec<String>, RegistryError> {
+    /// Every tag of `repo`, asking for `page` at a time and following `Link` pagination.
+    pub fn tags(
+        &self,
+        registry: &str,
+        repo: &str,
+        page: usize,
+    ) -> Result<Vec<String>, RegistryError> {
         #[derive(serde::Deserialize)]
         struct Page {
             #[serde(default)]
             tags: Option<Vec<String>>,
         }
         let what = format!("tags of {registry}/{repo}");
-        let mut url = self.url(registry, &format!("/v2/{repo}/tags/list?n=1000"));
+        let mut url = self.url(registry, &format!("/v2/{repo}/tags/list?n={}", page.max(1)));
         let mut tags = Vec::new();
         for _ in 0..10_000 {
             let req = Request {
@@ -231,4 +236,51 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
             let end = l.find('>')?;
             Some(l[start..end].to_string())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn next_page_links() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            LINK,
+            HeaderValue::from_static(r#"</v2/app/tags/list?last=b&n=2>; rel="next""#),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("/v2/app/tags/list?last=b&n=2")
+        );
+        h.insert(
+            LINK,
+            HeaderValue::from_static(r#"<https://x/y>; rel="prev""#),
+        );
+        assert_eq!(next_link(&h), None);
+        assert_eq!(next_link(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn media_type_comes_from_the_document_first() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert_eq!(
+            media_type_of(
+                &h,
+                br#"{"mediaType":"application/vnd.oci.image.index.v1+json"}"#
+            ),
+            media_type::OCI_INDEX
+        );
+        assert_eq!(
+            media_type_of(&h, br#"{"manifests":[]}"#),
+            media_type::OCI_INDEX
+        );
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json; charset=utf-8"),
+        );
+        assert_eq!(media_type_of(&h, b"{}"), media_type::OCI_MANIFEST);
+    }
 }

@@ -358,6 +358,11 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     for out in &outputs {
         teu_image::sink::check_output(out).map_err(|e| usage(format!("--output: {e}")))?;
     }
+    if !args.tags.is_empty() && !outputs.iter().any(|o| matches!(o, Reference::Registry(_))) {
+        return Err(usage(
+            "--tag applies to registry outputs; add -o REGISTRY/REPO:TAG, or tag layouts with oci:DIR:TAG",
+        ));
+    }
     if args.jobs == Some(0) {
         return Err(usage("--jobs must be at least 1"));
     }

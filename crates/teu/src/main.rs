@@ -21,7 +21,8 @@ use clap::{Parser, Subcommand};
     version,
     about = "Build, ship and cache OCI container images without a daemon",
     long_about = "teu builds OCI images straight from files, directories and tarballs, bit for bit \
-reproducibly, and writes them as OCI layouts, OCI archives and docker archives.\n\n\
+reproducibly, writes them as OCI layouts, OCI archives and docker archives, and pushes \
+them to registries moving only the blobs a registry lacks.\n\n\
 State (the blob store) lives under $TEU_HOME, by default the platform cache directory \
 (~/.cache/teu on Linux).",
     after_help = "Exit codes: 0 success, 1 failure, 2 command-line usage error."

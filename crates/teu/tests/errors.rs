@@ -270,6 +270,7 @@ fn usage_errors_exit_2() {
         vec!["build", "--copy", "a:/b", "--jobs", "0"],
         vec!["build", "--copy", "a:/b", "-o", "nonsense:thing/x"],
         vec!["build", "--no-such-flag"],
+        vec!["build", "--copy", "a:/b", "--tag", "v2", "-o", "oci:out"],
         vec!["build"], // no teu.toml here
     ] {
         let (code, stderr) = fails(

@@ -201,13 +201,31 @@ fn shallow_base_mounted_layers_and_only_changed_blobs_move() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["digest"], changed);
     let log = proxy.take_log();
-    assert_eq!(mounts(&log).len(), 4, "{log:#?}");
+    assert_eq!(mounts(&log).len(), 5, "4 layers and the config: {log:#?}");
+    assert!(uploads(&log).is_empty(), "{log:#?}");
     assert!(blob_gets(&log).iter().all(|g| *g == new_config), "{log:#?}");
     assert_eq!(
         digest(&ok(env
             .teu()
             .args(["digest", &format!("{}/copy:2", reg.addr)]))),
         changed
+    );
+
+    // teu diff reads registries too: the changed file is the difference.
+    let out = env
+        .teu()
+        .args([
+            "diff",
+            &format!("{}/app:1", reg.addr),
+            &format!("{}/app:2", reg.addr),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("app.txt"),
+        "{}",
+        all_output(&out)
     );
 }
 
@@ -230,18 +248,20 @@ fn dry_run_plans_and_moves_nothing_then_tags_and_digest_file() {
         .iter()
         .map(|b| b["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["upload", "mount", "mount"], "{v:#}");
+    assert_eq!(actions, ["mount", "mount", "mount"], "{v:#}");
     let layers_size: u64 = inspect_json(&env, &format!("{}/base:1", reg.addr))["layers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|l| l["size"].as_u64().unwrap())
         .sum();
-    assert_eq!(v["push"]["bytes"]["mounted"], layers_size, "{v:#}");
+    let config_size = v["push"]["blobs"][0]["size"].as_u64().unwrap();
     assert_eq!(
-        v["push"]["bytes"]["uploaded"], v["push"]["blobs"][0]["size"],
+        v["push"]["bytes"]["mounted"],
+        layers_size + config_size,
         "{v:#}"
     );
+    assert_eq!(v["push"]["bytes"]["uploaded"], 0, "{v:#}");
     let (_, err) = fails(env.teu().args(["digest", &format!("{}/other:x", reg.addr)]));
     assert!(err.contains("not found"), "{err}");
 
@@ -266,6 +286,18 @@ fn dry_run_plans_and_moves_nothing_then_tags_and_digest_file() {
         .collect();
     tags.sort();
     assert_eq!(tags, ["x", "y", "z"]);
+    // Asking for one tag per page still lists every tag. (Distribution 2.8 ignores `n` for
+    // tag lists and sends no Link, so following Link headers is only unit-tested.)
+    let paged = ok(env.teu().args([
+        "tags",
+        &format!("{}/other", reg.addr),
+        "--page-size",
+        "1",
+        "--json",
+    ]));
+    let mut paged: Vec<String> = serde_json::from_slice(&paged.stdout).unwrap();
+    paged.sort();
+    assert_eq!(paged, tags);
 }
 
 /// Build the app into a layout (no registry involved) to know the digest a push must give.
@@ -866,7 +898,7 @@ fn quirk_harbor_401_on_mount_falls_back_to_streaming_and_quay_mounts_carry_from(
     assert_eq!(digest_of_json(&out), d);
     let log = proxy.take_log();
     let tried: Vec<_> = log.iter().filter(|e| e.path.contains("mount=")).collect();
-    assert_eq!(tried.len(), 2, "{log:#?}");
+    assert_eq!(tried.len(), 3, "two layers and the config: {log:#?}");
     assert!(tried
         .iter()
         .all(|e| e.path.contains("from=src") && e.status == 401));
@@ -876,4 +908,446 @@ fn quirk_harbor_401_on_mount_falls_back_to_streaming_and_quay_mounts_carry_from(
         v["push"]["bytes"]["streamed"].as_u64().unwrap() > MIB,
         "{v:#}"
     );
+}
+
+#[test]
+fn copy_all_platforms_keeps_the_index_digest() {
+    let a = Registry::start(Auth::None);
+    let b = Registry::start(Auth::None);
+    let env = Env::new();
+    // gzip layers: skopeo would compress uncompressed ones on the way and change digests.
+    random_file(&env.dir.join("mp/lib.bin"), 512 << 10, 9);
+    common::write(
+        &env.dir.join("mp/teu.toml"),
+        b"[[layer]]\nname = \"lib\"\ncopy = [{ src = \"lib.bin\", dest = \"/lib.bin\" }]\n",
+    );
+    let amd = digest(&ok(env.teu().args([
+        "build",
+        "mp",
+        "-q",
+        "--platform",
+        "linux/amd64",
+        "-o",
+        "oci:multi:amd",
+    ])));
+    let arm = digest(&ok(env.teu().args([
+        "build",
+        "mp",
+        "-q",
+        "--platform",
+        "linux/arm64",
+        "-o",
+        "oci:multi:arm",
+    ])));
+    // An index of both, written into the layout by hand.
+    let dir = env.dir.join("multi");
+    let index_path = dir.join("index.json");
+    let mut top: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let mut children = top["manifests"].as_array().unwrap().clone();
+    for c in &mut children {
+        c.as_object_mut().unwrap().remove("annotations");
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": children,
+    }))
+    .unwrap();
+    let index_digest = format!("sha256:{}", sha256_hex(&index));
+    std::fs::write(dir.join("blobs/sha256").join(&index_digest[7..]), &index).unwrap();
+    top["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": index_digest, "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "all"},
+        }));
+    std::fs::write(&index_path, serde_json::to_vec(&top).unwrap()).unwrap();
+    ok(Command::new(tool("skopeo")).args([
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:all", dir.display()),
+        &format!("docker://{}/multi:1", a.addr),
+    ]));
+
+    // skopeo may re-encode the index on the way: A's bytes are the reference.
+    let in_a = ok(Command::new(tool("skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/multi:1", a.addr),
+    ]))
+    .stdout;
+    assert!(String::from_utf8_lossy(&in_a).contains(&arm[7..]));
+    let index_digest = format!("sha256:{}", sha256_hex(&in_a));
+    let out = ok(env.teu().args([
+        "copy",
+        "--all-platforms",
+        &format!("{}/multi:1", a.addr),
+        &format!("{}/multi:1", b.addr),
+    ]));
+    assert_eq!(digest(&out), index_digest);
+    let theirs = ok(Command::new(tool("skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/multi:1", b.addr),
+    ]));
+    assert_eq!(theirs.stdout, in_a);
+    let v = inspect_json(&env, &format!("{}/multi:1", b.addr));
+    assert_eq!(v["manifests"].as_array().unwrap().len(), 2);
+    for (p, d) in [("linux/amd64", &amd), ("linux/arm64", &arm)] {
+        let got = digest(&ok(env.teu().args([
+            "digest",
+            &format!("{}/multi:1", b.addr),
+            "--platform",
+            p,
+        ])));
+        assert_eq!(&got, d, "{p}");
+        ok(env.teu().args([
+            "pull",
+            &format!("{}/multi:1", b.addr),
+            &format!("oci:pulled-{}", &p[6..]),
+            "--platform",
+            p,
+        ]));
+    }
+}
+
+#[test]
+fn an_interrupted_chunked_upload_resumes_in_the_same_session() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let env = Env::new();
+    let want = push_base(&env, &format!("{}/seed:1", reg.addr), 10 << 20);
+    proxy.take_log();
+    // The registry never sees the failing chunk: teu asks the session how far it got and
+    // sends the chunk again into the same session.
+    proxy.fault("PATCH", "/blobs/uploads/", FaultKind::Status(503, None), 1);
+    let out = ok(env
+        .teu()
+        .args([
+            "copy",
+            &format!("{}/seed:1", reg.addr),
+            &format!("{}/chunked:1", proxy.addr),
+        ])
+        .env("TEU_REGISTRY_PROFILE", format!("{}=ghcr", proxy.addr))
+        .env("TEU_MONOLITHIC_MAX", MIB.to_string()));
+    assert_eq!(digest(&out), want);
+    assert_eq!(proxy.faults_left(), 0);
+    let log = proxy.take_log();
+    let sessions = log
+        .iter()
+        .filter(|e| e.method == "POST" && !e.path.contains("mount="))
+        .count();
+    // config, small layer, big layer: one session each, none restarted.
+    assert_eq!(sessions, 3, "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|e| e.method == "GET" && e.path.contains("/blobs/uploads/") && e.status == 204),
+        "the session was asked for its progress: {log:#?}"
+    );
+    ok(env.teu().args([
+        "pull",
+        &format!("{}/chunked:1", reg.addr),
+        "oci:chunked-back",
+    ]));
+
+    // The registry keeps a chunk but the answer is lost: distribution's session state
+    // (`_state` in the location) is then stale, so teu starts a new session and completes.
+    proxy.fault("PATCH", "/blobs/uploads/", FaultKind::DropResponse, 1);
+    let out = ok(env
+        .teu()
+        .args([
+            "copy",
+            &format!("{}/seed:1", reg.addr),
+            &format!("{}/chunked2:1", proxy.addr),
+        ])
+        .env("TEU_REGISTRY_PROFILE", format!("{}=ghcr", proxy.addr))
+        .env("TEU_MONOLITHIC_MAX", MIB.to_string()));
+    assert_eq!(digest(&out), want);
+    assert_eq!(proxy.faults_left(), 0);
+}
+
+/// A `docker-credential-NAME` helper script answering for one server with fixed credentials,
+/// logging each call (without the secret) to `calls.log`.
+fn fake_helper(dir: &Path, name: &str, server: &str, user: &str, password: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = format!(
+        "#!/bin/sh\nread server\necho \"$1 $server\" >> {log}\nif [ \"$1\" = get ] && [ \"$server\" = \"{server}\" ]; then\n  printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{password}\"}}' \"$server\"\n  exit 0\nfi\necho 'credentials not found in native keychain'\nexit 1\n",
+        log = dir.join("calls.log").display()
+    );
+    let p = dir.join(format!("docker-credential-{name}"));
+    std::fs::write(&p, script).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn credentials_from_helpers_creds_store_and_podman_auth_files() {
+    const PASSWORD: &str = "helper-Pw-42";
+    let reg = Registry::start(Auth::Basic("carol".into(), PASSWORD.into()));
+    let env = Env::new();
+    let want = app_layout(&env);
+    let bin = env.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    fake_helper(&bin, "teutest", &reg.addr, "carol", PASSWORD);
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let config = env.dir.join("docker/config.json");
+
+    // credHelpers names the helper for this registry.
+    common::write(
+        &config,
+        format!(r#"{{"credHelpers":{{"{}":"teutest"}}}}"#, reg.addr).as_bytes(),
+    );
+    let out = ok(env.teu().env("PATH", &path).args([
+        "push",
+        "oci:layout:v1",
+        &format!("{}/helped:1", reg.addr),
+    ]));
+    assert_eq!(digest(&out), want);
+    assert!(!all_output(&out).contains(PASSWORD));
+    let calls = std::fs::read_to_string(bin.join("calls.log")).unwrap();
+    assert!(calls.contains(&format!("get {}", reg.addr)), "{calls}");
+
+    // credsStore is asked for every registry.
+    common::write(&config, br#"{"credsStore":"teutest"}"#);
+    ok(env
+        .teu()
+        .env("PATH", &path)
+        .args(["inspect", &format!("{}/helped:1", reg.addr)]));
+
+    // A helper that does not know the registry means anonymous, which this registry refuses.
+    common::write(&config, br#"{"credsStore":"teutest"}"#);
+    fake_helper(&bin, "teutest", "other.example", "carol", PASSWORD);
+    let (code, err) = fails(
+        env.teu()
+            .env("PATH", &path)
+            .args(["inspect", &format!("{}/helped:1", reg.addr)]),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("access denied"), "{err}");
+
+    // podman's auth.json through $REGISTRY_AUTH_FILE wins over Docker's config.
+    std::fs::remove_file(&config).unwrap();
+    let auth_file = env.dir.join("podman-auth.json");
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("carol:{PASSWORD}"));
+    common::write(
+        &auth_file,
+        format!(r#"{{"auths":{{"{}":{{"auth":"{token}"}}}}}}"#, reg.addr).as_bytes(),
+    );
+    ok(env
+        .teu()
+        .env("REGISTRY_AUTH_FILE", &auth_file)
+        .args(["inspect", &format!("{}/helped:1", reg.addr)]));
+    // And the default podman location under $XDG_RUNTIME_DIR.
+    common::write(
+        &env.dir.join("run/containers/auth.json"),
+        &std::fs::read(&auth_file).unwrap(),
+    );
+    ok(env
+        .teu()
+        .args(["inspect", &format!("{}/helped:1", reg.addr)]));
+}
+
+#[test]
+fn archives_are_push_sources_read_in_place() {
+    let reg = Registry::start(Auth::None);
+    let env = Env::new();
+    let want = app_layout(&env);
+    ok(env.teu().args([
+        "build",
+        "plain",
+        "-q",
+        "-o",
+        "oci-archive:img.tar:v1",
+        "-o",
+        "docker-archive:img-docker.tar:app:v1",
+    ]));
+    for (src, repo) in [
+        ("oci-archive:img.tar:v1", "from-oci-archive"),
+        ("docker-archive:img-docker.tar", "from-docker-archive"),
+    ] {
+        let out = ok(env
+            .teu()
+            .args(["push", src, &format!("{}/{repo}:1", reg.addr)]));
+        assert_eq!(digest(&out), want, "{src}");
+        ok(Command::new(tool("skopeo")).args([
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/{repo}:1", reg.addr),
+            &format!("oci:{}:x", env.dir.join(repo).display()),
+        ]));
+    }
+    let (code, err) = fails(env.teu().args([
+        "push",
+        "oci-archive:img.tar:nope",
+        &format!("{}/x:1", reg.addr),
+    ]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no image tagged \"nope\"") && err.contains("img.tar"),
+        "{err}"
+    );
+}
+
+#[test]
+fn usage_and_configuration_errors_are_clear() {
+    let env = Env::new();
+    let (code, err) =
+        fails(
+            env.teu()
+                .args(["inspect", "localhost:1/x:1", "--ca-file", "missing.pem"]),
+        );
+    assert_eq!(code, 1);
+    assert!(err.contains("--ca-file missing.pem"), "{err}");
+    common::write(&env.dir.join("junk.pem"), b"not a certificate");
+    let (code, err) =
+        fails(
+            env.teu()
+                .args(["inspect", "localhost:1/x:1", "--ca-file", "junk.pem"]),
+        );
+    assert_eq!(code, 1);
+    assert!(err.contains("junk.pem"), "{err}");
+    let (code, err) = fails(env.teu().args(["tags", "oci:dir"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a registry reference"), "{err}");
+    let (code, err) = fails(
+        env.teu()
+            .args(["pull", "localhost:1/x:1", "oci-archive:x.tar"]),
+    );
+    assert_eq!(code, 2, "{err}");
+    let (code, err) = fails(env.teu().args([
+        "push",
+        "oci:a",
+        "localhost:1/x",
+        "--registry-profile",
+        "localhost:1=nope",
+    ]));
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown profile"), "{err}");
+    let (code, err) = fails(env.teu().args(["login", "localhost:1", "-u", "a"]));
+    assert_eq!(code, 2, "{err}");
+    // Nothing listens on port 1: the error names the registry and gives up after retries.
+    let (code, err) = fails(
+        env.teu()
+            .args(["digest", "localhost:1/x:1", "--retries", "2"]),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("localhost:1/x") && err.contains("gave up after 2 attempts"),
+        "{err}"
+    );
+}
+
+#[test]
+fn multi_platform_builds_push_an_index_and_lock_pins_a_registry_base() {
+    let reg = Registry::start(Auth::None);
+    let env = Env::new();
+    push_base(&env, &format!("{}/base:1", reg.addr), 256 << 10);
+    random_file(&env.dir.join("mp/lib.bin"), 64 << 10, 11);
+    common::write(
+        &env.dir.join("mp/teu.toml"),
+        b"[[layer]]\nname = \"lib\"\ncopy = [{ src = \"lib.bin\", dest = \"/lib.bin\" }]\n",
+    );
+    let out = ok(env.teu().args([
+        "build",
+        "mp",
+        "-q",
+        "--platform",
+        "linux/amd64",
+        "--platform",
+        "linux/arm64",
+        "-o",
+        &format!("{}/multi:1", reg.addr),
+        "-o",
+        "oci:multi-local:1",
+    ]));
+    let d = digest(&out);
+    let raw = ok(Command::new(tool("skopeo")).args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/multi:1", reg.addr),
+    ]));
+    assert_eq!(format!("sha256:{}", sha256_hex(&raw.stdout)), d);
+    assert!(String::from_utf8_lossy(&raw.stdout).contains("arm64"));
+    // Both platforms are complete images skopeo can copy.
+    for arch in ["amd64", "arm64"] {
+        ok(Command::new(tool("skopeo")).args([
+            "copy",
+            "--src-tls-verify=false",
+            "--override-arch",
+            arch,
+            &format!("docker://{}/multi:1", reg.addr),
+            &format!("oci:{}:x", env.dir.join(format!("sk-{arch}")).display()),
+        ]));
+    }
+    // And a copy of the index to a layout keeps its digest.
+    ok(env.teu().args([
+        "copy",
+        "--all-platforms",
+        &format!("{}/multi:1", reg.addr),
+        "oci:multi-copy:1",
+    ]));
+    assert_eq!(
+        digest(&ok(env.teu().args(["digest", "oci:multi-copy:1"]))),
+        d
+    );
+
+    // teu lock pins the registry base; --locked builds on it.
+    app_spec(&env, &format!("{}/base:1", reg.addr), "locked");
+    ok(env.teu().args(["lock", "app"]));
+    let lock = std::fs::read_to_string(env.dir.join("app/teu.lock")).unwrap();
+    let base_digest = digest(&ok(env
+        .teu()
+        .args(["digest", &format!("{}/base:1", reg.addr)])));
+    assert!(lock.contains(&base_digest), "{lock}");
+    ok(env.teu().args([
+        "build",
+        "app",
+        "-q",
+        "--locked",
+        "-o",
+        &format!("{}/locked:1", reg.addr),
+    ]));
+}
+
+/// An image built on a registry base and written to a layout names its base
+/// (`org.opencontainers.image.base.name`), so pushing the layout to the base's registry
+/// mounts the base layers instead of uploading them again.
+#[test]
+fn pushing_a_layout_mounts_the_base_it_was_built_on() {
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let env = Env::new();
+    push_base(&env, &format!("{}/base:1", reg.addr), 1 << 20);
+    let base_layers = layer_digests(&inspect_json(&env, &format!("{}/base:1", reg.addr)));
+    app_spec(&env, &format!("{}/base:1", proxy.addr), "v1");
+    ok(env
+        .teu()
+        .args(["build", "app", "-q", "-o", "oci:layout:v1"]));
+    proxy.take_log();
+    ok(env.teu().args([
+        "push",
+        "oci:layout:v1",
+        &format!("{}/elsewhere:1", proxy.addr),
+    ]));
+    let log = proxy.take_log();
+    let mounted = mounts(&log);
+    assert_eq!(mounted.len(), 2, "the base layers are mounted: {log:#?}");
+    for l in &base_layers {
+        assert!(
+            mounted.iter().any(|m| m.path.contains(&l[7..])),
+            "{l} not mounted"
+        );
+        assert!(
+            !uploads(&log).iter().any(|u| u.path.contains(&l[7..])),
+            "{l} uploaded"
+        );
+    }
+    assert_eq!(uploads(&log).len(), 3, "lib, app and config only: {log:#?}");
 }

@@ -8,13 +8,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
-use teu_image::push::{push_image, put_manifest, tags_of, Action, PushOptions, PushReport};
-use teu_image::registry::{fetch_top, resolve, Resolved};
-use teu_image::write_output;
-use teu_oci::{Digest, Reference, RegistryRef};
-use teu_registry::Client;
+use teu_image::push::{push_artifact, Action, PushOptions, PushReport};
+use teu_image::{write_output, Artifact};
+use teu_oci::{Digest, Reference};
 
-use super::{parse_ref, platform_arg, read_image, RegistryArgs};
+use super::{parse_ref, platform_arg, read_all, read_image, RegistryArgs};
 use crate::report::bytes;
 use crate::UsageError;
 
@@ -29,7 +27,7 @@ pub struct TransferArgs {
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
 
-    /// Copy every platform of an index (registry to registry), not just one image
+    /// Copy every platform of an index, not just one image
     #[arg(long)]
     all_platforms: bool,
 
@@ -92,8 +90,6 @@ struct JsonReport<'a> {
     push: Option<&'a PushReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bytes_written: Option<u64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    manifests: Vec<PushReport>,
 }
 
 pub fn run_pull(args: TransferArgs) -> Result<ExitCode> {
@@ -124,43 +120,36 @@ pub fn run(args: TransferArgs) -> Result<ExitCode> {
         jobs: args.jobs,
         dry_run: args.dry_run,
     };
-    let (digest, push, written, children) = match (&src, &dst) {
-        (Reference::Registry(s), Reference::Registry(d)) if args.all_platforms => {
-            let (digest, children) = copy_index(&client, s, d, &args.tags, &opts, &say)?;
-            (digest, None, None, children)
-        }
-        (_, Reference::Registry(d)) => {
-            let image =
-                read_image(&client, &src, &platform).with_context(|| format!("reading {src}"))?;
-            let report = push_image(&client, d, &args.tags, &image, &opts)
+    // Every platform of an index with --all-platforms, else the one image for --platform.
+    let artifact = if args.all_platforms {
+        read_all(&client, &src).with_context(|| format!("reading {src}"))?
+    } else {
+        Artifact::Image(
+            read_image(&client, &src, &platform).with_context(|| format!("reading {src}"))?,
+        )
+    };
+    let digest = artifact.digest();
+    let (push, written) = match &dst {
+        Reference::Registry(d) => {
+            let report = push_artifact(&client, d, &args.tags, &artifact, &opts)
                 .with_context(|| format!("pushing to {d}"))?;
             print_push(&report, &say);
-            (report.digest.clone(), Some(report), None, Vec::new())
+            (Some(report), None)
         }
-        (_, _) => {
+        _ => {
             if args.dry_run || !args.tags.is_empty() {
                 return Err(UsageError(
                     "--dry-run and --tag apply to registry destinations".into(),
                 )
                 .into());
             }
-            // Every platform of an index, or the one image for --platform.
-            let artifact = if args.all_platforms {
-                teu_image::source::read_artifact(&src, Some(&client))
-                    .with_context(|| format!("reading {src}"))?
-            } else {
-                teu_image::Artifact::Image(
-                    read_image(&client, &src, &platform)
-                        .with_context(|| format!("reading {src}"))?,
-                )
-            };
             let r = write_output(&dst, &artifact).with_context(|| format!("writing {dst}"))?;
             say(format!(
                 "teu: wrote {} ({} new)",
                 r.output,
                 bytes(r.bytes_written)
             ));
-            (artifact.digest(), None, Some(r.bytes_written), Vec::new())
+            (None, Some(r.bytes_written))
         }
     };
     if let Some(f) = &args.digest_file {
@@ -189,7 +178,6 @@ pub fn run(args: TransferArgs) -> Result<ExitCode> {
             destination: dst.to_string(),
             push: push.as_ref(),
             bytes_written: written,
-            manifests: children,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -234,51 +222,4 @@ pub fn print_push(r: &PushReport, say: &dyn Fn(String)) {
             r.tags.join(", ")
         }
     ));
-}
-
-/// Every image of an index, then the index itself (same bytes, same digest).
-fn copy_index(
-    client: &Client,
-    src: &RegistryRef,
-    dst: &RegistryRef,
-    extra_tags: &[String],
-    opts: &PushOptions,
-    say: &dyn Fn(String),
-) -> Result<(Digest, Vec<PushReport>)> {
-    let top = fetch_top(client, src)?;
-    let digest = top.digest.clone();
-    let media_type = top.media_type.clone();
-    let bytes_ = top.bytes.clone();
-    let mut reports = Vec::new();
-    match resolve(client, src, top)? {
-        Resolved::Image(image) => {
-            let r = push_image(client, dst, extra_tags, &image, opts)?;
-            print_push(&r, say);
-            reports.push(r);
-        }
-        Resolved::Index { index, .. } => {
-            for child in &index.value.manifests {
-                let m = client.get_manifest(
-                    &src.registry,
-                    &src.repository,
-                    &child.digest.to_string(),
-                )?;
-                let Resolved::Image(image) = resolve(client, src, m)? else {
-                    anyhow::bail!("{src}: nested index {} is not supported", child.digest);
-                };
-                let by_digest = RegistryRef {
-                    tag: None,
-                    digest: Some(child.digest.clone()),
-                    ..dst.clone()
-                };
-                let r = push_image(client, &by_digest, &[], &image, opts)?;
-                print_push(&r, say);
-                reports.push(r);
-            }
-            if !opts.dry_run {
-                put_manifest(client, dst, &tags_of(dst, extra_tags), &media_type, &bytes_)?;
-            }
-        }
-    }
-    Ok((digest, reports))
 }

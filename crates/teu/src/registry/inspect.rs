@@ -63,6 +63,9 @@ pub struct TagsArgs {
     /// Print a JSON array
     #[arg(long)]
     json: bool,
+    /// Tags asked for per request (the registry may send fewer and a link to the rest)
+    #[arg(long, default_value_t = 1000, hide = true)]
+    page_size: usize,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -200,7 +203,9 @@ pub fn digest(args: DigestArgs) -> Result<ExitCode> {
                 Resolved::Image(image) => image.digest(),
             }
         }
-        (other, p) => read_image(&client, other, &platform_arg(p.as_deref())?)?.digest(),
+        // Without --platform, what the reference names: an index's digest for an index.
+        (other, None) => teu_image::source::read_artifact(other, Some(&client))?.digest(),
+        (other, Some(p)) => read_image(&client, other, &platform_arg(Some(p))?)?.digest(),
     };
     println!("{d}");
     Ok(ExitCode::SUCCESS)
@@ -209,7 +214,7 @@ pub fn digest(args: DigestArgs) -> Result<ExitCode> {
 pub fn tags(args: TagsArgs) -> Result<ExitCode> {
     let r = parse_registry_ref("REPO", &args.repository)?;
     let client = args.registry.client()?;
-    let tags = client.tags(&r.registry, &r.repository)?;
+    let tags = client.tags(&r.registry, &r.repository, args.page_size)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&tags)?);
     } else {

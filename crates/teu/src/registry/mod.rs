@@ -122,13 +122,41 @@ pub fn read_image(client: &Client, src: &Reference, platform: &Platform) -> Resu
     Ok(match src {
         Reference::Registry(r) => registry::read_image(client, r, platform)?,
         Reference::Layout { path, tag } => layout::read_image(path, tag.as_deref(), platform)?,
-        other => {
-            return Err(UsageError(format!(
-                "{other}: only registry references and oci:DIR[:TAG] can be read so far"
-            ))
-            .into())
+        Reference::OciArchive { .. } | Reference::DockerArchive { .. } => {
+            pick_platform(read_all(client, src)?, platform, src)?
+        }
+        Reference::Scratch => {
+            return Err(UsageError("scratch is an empty base, not an image to read".into()).into())
         }
     })
+}
+
+/// Every platform: the index (or single image) `src` names.
+pub fn read_all(client: &Client, src: &Reference) -> Result<Artifact> {
+    Ok(teu_image::source::read_artifact(src, Some(client))?)
+}
+
+/// The image of an index for `platform`.
+fn pick_platform(artifact: Artifact, platform: &Platform, src: &Reference) -> Result<Image> {
+    match artifact {
+        Artifact::Image(i) => Ok(i),
+        Artifact::Index(x) => {
+            let have: Vec<String> = x
+                .images
+                .iter()
+                .map(|i| i.config.value.platform().to_string())
+                .collect();
+            x.images
+                .into_iter()
+                .find(|i| i.config.value.platform().satisfies(platform))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{src}: index has no image for {platform} (it has: {})",
+                        have.join(", ")
+                    )
+                })
+        }
+    }
 }
 
 pub fn platform_arg(p: Option<&str>) -> Result<Platform> {

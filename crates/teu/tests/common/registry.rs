@@ -139,6 +139,8 @@ pub enum FaultKind {
     RateLimited,
     /// Forward, but report this status instead of the registry's (ECR's 201 on PATCH).
     RewriteStatus(u16),
+    /// Forward, then close the connection without answering.
+    DropResponse,
     /// Wait this long before forwarding.
     Slow(Duration),
 }
@@ -293,6 +295,14 @@ fn handle(
     req.push_str("Connection: close\r\n\r\n");
     up.write_all(req.as_bytes())?;
     up.write_all(&body)?;
+    if let Some(FaultKind::DropResponse) = &fault {
+        // Let the registry finish the request, then hang up on the client.
+        let mut sink = Vec::new();
+        let _ = up.read_to_end(&mut sink);
+        record.status = 0;
+        log.lock().unwrap().push(record);
+        return Ok(());
+    }
     let mut up_reader = BufReader::new(up);
     let rhead = read_head(&mut up_reader)?;
     let mut rbody = Vec::new();
