@@ -157,8 +157,8 @@ impl BlobWriter {
         self.out.is_empty()
     }
 
-    /// Fsync, verify against `expected` (when given) and rename into place. A blob that
-    /// already exists is left as it is (same digest, same bytes).
+    /// Fsync, verify against `expected` (when given) and rename into place, replacing a
+    /// blob of the same digest that is already there.
     pub fn commit(self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
         let root = self.store.root.clone();
         let (digest, size, buf) = self.out.finish();
@@ -174,10 +174,10 @@ impl BlobWriter {
                 });
             }
         }
+        // A blob already there is replaced, not trusted: the new file has fresh times (so a
+        // concurrent `teu cache gc` sees it as in use), and a stored copy damaged in place
+        // (outputs may hard-link store blobs) is repaired by any build that writes it.
         let dest = self.store.blob_path(&digest);
-        if dest.is_file() {
-            return Ok((digest, size));
-        }
         tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
         tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
         let dir = self.store.root.join("blobs/sha256");

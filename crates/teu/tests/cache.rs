@@ -57,6 +57,9 @@ fn every_change_gives_the_no_cache_digest() {
     let home = t.path().join("home");
     let src = t.path().join("src");
     app(&src);
+    // Sources written within the build's first second are racy (a same-tick rewrite
+    // could go unseen), so the build would not record them: let the clock move on.
+    std::thread::sleep(Duration::from_millis(1100));
     let first = build(&home, &src, &[]);
     assert!(!first.cached);
     assert_eq!(first.digest, reference(&src));
@@ -228,6 +231,8 @@ fn gc_keeps_what_outputs_reference() {
     app(&a);
     app(&b);
     write(&b.join("app/only-b.txt"), b"b\n");
+    // Not racy when built (see every_change_gives_the_no_cache_digest).
+    std::thread::sleep(Duration::from_millis(1100));
     ok(teu(&home)
         .current_dir(&a)
         .args(["build", "-q", "-o", "oci:out"]));

@@ -31,6 +31,7 @@ pub mod stat;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 use teu_oci::Digest;
@@ -66,9 +67,10 @@ pub fn build_layer_cached(
     scope: &[u8],
 ) -> Result<Cached, PipelineError> {
     let dir = cache_dir(store);
+    let started = now_secs();
     let mut stats = StatCache::load(stat_file(&dir, scope));
-    let mut seen = Vec::new();
-    let hashes = content_hashes(entries, &mut stats, &mut seen, opts.jobs)?;
+    let mut seen = Seen::default();
+    let hashes = content_hashes(entries, &mut stats, &mut seen, opts.jobs, started)?;
     let key = key::layer_key(entries, &hashes, &opts.compression);
     let record = dir.join("layers").join(key.hex());
     if let Some(layer) = lookup(&record, store) {
@@ -76,7 +78,11 @@ pub fn build_layer_cached(
         return Ok(Cached { layer, hit: true });
     }
     let layer = build_layer_with(entries, opts, store, Some(&SegmentCache::new(store)))?;
-    if unchanged(&seen) {
+    // The key was computed from the sources as they were hashed; the blob from them as
+    // the pipeline read them. Record the pair only if nothing can have changed between:
+    // no source's stat moved, and none was modified within the build's first second or
+    // later (a same-tick rewrite leaves the stat as it was on coarse-clock file systems).
+    if seen.unchanged_since(started) {
         write_record(&record, &layer)?;
     }
     save_stats(&stats, &dir)?;
@@ -100,12 +106,15 @@ pub fn build_tar_layer_cached(
         source_path: src.display().to_string(),
         source,
     };
+    let started = now_secs();
     let before = FileStat::of(src).map_err(read_err)?;
     let hash = match stats.get(src, &before) {
         Some(h) => h,
         None => {
             let h = hash_reader(&mut fs::File::open(src).map_err(read_err)?).map_err(read_err)?;
-            stats.insert(src, before, h);
+            if !before.racy(started) {
+                stats.insert(src, before, h);
+            }
             h
         }
     };
@@ -123,7 +132,7 @@ pub fn build_tar_layer_cached(
         store,
         Some(&SegmentCache::new(store)),
     )?;
-    if FileStat::of(src).ok() == Some(before) {
+    if FileStat::of(src).ok() == Some(before) && !before.racy(started) {
         write_record(&record, &layer)?;
     }
     save_stats(&stats, &dir)?;
@@ -147,12 +156,14 @@ fn cache_io(path: &Path, e: io::Error) -> PipelineError {
 
 /// The content hash of every file entry (`None` for other kinds), from the stat cache
 /// where it can be trusted, else by reading the file, on up to `jobs` threads.
-/// `seen` collects (path, stat) of every source file, to check after the build.
+/// `seen` collects the stat of every source file (and tarball), to check after the build.
+/// A hash is remembered only for a file not modified since the second `started`.
 fn content_hashes(
     entries: &[Entry],
     stats: &mut StatCache,
-    seen: &mut Vec<(PathBuf, FileStat)>,
+    seen: &mut Seen,
     jobs: usize,
+    started: i64,
 ) -> Result<Vec<Option<[u8; 32]>>, PipelineError> {
     let mut hashes = vec![None; entries.len()];
     let mut misses: Vec<(usize, Option<FileStat>)> = Vec::new();
@@ -166,14 +177,24 @@ fn content_hashes(
                     Some(st) => *st,
                     None => FileStat::of(path).map_err(|source| read_error(e, content, source))?,
                 };
-                seen.push((path.clone(), st));
+                seen.paths.push((path.clone(), st));
                 match stats.get(path, &st) {
                     Some(h) => hashes[i] = Some(h),
                     None => misses.push((i, Some(st))),
                 }
             }
             Content::Bytes(b) => hashes[i] = Some(Sha256::digest(b).into()),
-            Content::Range { .. } => misses.push((i, None)),
+            Content::Range { file, .. } => {
+                // The tarball itself may change between hashing and building.
+                if !seen.files.iter().any(|(f, _)| Arc::ptr_eq(f, file)) {
+                    let st = file
+                        .metadata()
+                        .map_err(|source| read_error(e, content, source))?;
+                    seen.files
+                        .push((Arc::clone(file), FileStat::from_metadata(&st)));
+                }
+                misses.push((i, None))
+            }
         }
     }
     if misses.is_empty() {
@@ -219,8 +240,9 @@ fn content_hashes(
             if let (Some(st), Kind::File(Content::Path { path, .. })) =
                 (stat_of.get(&i), &entries[i].kind)
             {
-                // Remember it only if the file did not change while it was read.
-                if FileStat::of(path).ok().as_ref() == Some(st) {
+                // Remember it only if the file did not change while it was read, and
+                // cannot change within the same timestamp tick unnoticed.
+                if FileStat::of(path).ok().as_ref() == Some(st) && !st.racy(started) {
                     stats.insert(path, *st, h);
                 }
             }
@@ -251,9 +273,36 @@ fn hash_reader(r: &mut dyn Read) -> io::Result<[u8; 32]> {
     }
 }
 
-fn unchanged(seen: &[(PathBuf, FileStat)]) -> bool {
-    seen.iter()
-        .all(|(p, st)| FileStat::of(p).ok().as_ref() == Some(st))
+/// The sources of a layer as they were when their content was hashed.
+#[derive(Default)]
+struct Seen {
+    paths: Vec<(PathBuf, FileStat)>,
+    /// Tarballs read in place (by handle: in-place rewrites keep the inode).
+    files: Vec<(Arc<fs::File>, FileStat)>,
+}
+
+impl Seen {
+    fn unchanged_since(&self, started: i64) -> bool {
+        let paths = self
+            .paths
+            .iter()
+            .all(|(p, st)| !st.racy(started) && FileStat::of(p).ok().as_ref() == Some(st));
+        let files = self.files.iter().all(|(f, st)| {
+            !st.racy(started)
+                && f.metadata()
+                    .ok()
+                    .map(|m| FileStat::from_metadata(&m))
+                    .as_ref()
+                    == Some(st)
+        });
+        paths && files
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A layer record, if it parses and its blob is in the store with the recorded size.
@@ -325,4 +374,49 @@ fn write_record(record: &Path, layer: &BuiltLayer) -> Result<(), PipelineError> 
         Ok(())
     };
     write().map_err(|e| cache_io(record, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, Write};
+
+    /// The guard that decides whether a built layer may be recorded under its key.
+    #[test]
+    fn sources_changed_or_racy_since_the_start_are_not_recorded() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        fs::write(&p, b"AAAA").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let st = FileStat::of(&p).unwrap();
+        let seen = Seen {
+            paths: vec![(p.clone(), st)],
+            files: Vec::new(),
+        };
+        // ctime is now (set_modified changed it): racy against a build started now,
+        // fine against one started a second later.
+        assert!(!seen.unchanged_since(now_secs()));
+        assert!(seen.unchanged_since(now_secs() + 1));
+
+        // A tarball rewritten in place through another handle: same inode, new stat.
+        let tar = Arc::new(fs::File::open(&p).unwrap());
+        let st = FileStat::from_metadata(&tar.metadata().unwrap());
+        let seen = Seen {
+            paths: Vec::new(),
+            files: vec![(Arc::clone(&tar), st)],
+        };
+        assert!(seen.unchanged_since(now_secs() + 1));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut w = fs::File::options().write(true).open(&p).unwrap();
+        w.seek(io::SeekFrom::Start(0)).unwrap();
+        w.write_all(b"BBBB").unwrap();
+        w.sync_all().unwrap();
+        assert!(!seen.unchanged_since(now_secs() + 1));
+    }
 }

@@ -62,7 +62,7 @@ impl FileStat {
     }
 
     /// Changed within the tick of `stamp` (seconds) or later: not to be trusted.
-    fn racy(&self, stamp: i64) -> bool {
+    pub(crate) fn racy(&self, stamp: i64) -> bool {
         self.mtime >= stamp || self.ctime >= stamp
     }
 }
@@ -123,7 +123,8 @@ impl StatCache {
         Some(r.hash)
     }
 
-    /// Remember that `path`, as described by `stat`, hashes to `hash`.
+    /// Remember that `path`, as described by `stat`, hashes to `hash`. Callers skip files
+    /// that are racy against the moment hashing started (see [`crate::cache`]).
     pub fn insert(&mut self, path: &Path, stat: FileStat, hash: [u8; 32]) {
         self.used.insert(path.to_path_buf(), Record { stat, hash });
         self.dirty = true;
