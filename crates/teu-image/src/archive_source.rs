@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use teu_layer::entry::RangeReader;
 
 use serde::Deserialize;
 use teu_oci::{media_type, Descriptor, Digest, ImageConfig, Index, Manifest, Raw, Sha256Writer};
@@ -64,12 +66,10 @@ impl TarIndex {
         })
     }
 
-    fn reader(&self, name: &str) -> Option<RangeReader<'_>> {
-        self.entries.get(name).map(|&(offset, size)| RangeReader {
-            file: &self.file,
-            pos: offset,
-            end: offset + size,
-        })
+    fn reader(&self, name: &str) -> Option<RangeReader<&File>> {
+        self.entries
+            .get(name)
+            .map(|&(offset, size)| RangeReader::new(&self.file, offset, size))
     }
 
     fn read_small(&self, name: &str) -> Result<Vec<u8>, ImageError> {
@@ -87,24 +87,6 @@ impl TarIndex {
             .read_to_end(&mut buf)
             .map_err(io_err(&what))?;
         Ok(buf)
-    }
-}
-
-struct RangeReader<'a> {
-    file: &'a File,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for RangeReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = buf.len().min((self.end - self.pos) as usize);
-        if want == 0 {
-            return Ok(0);
-        }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
     }
 }
 
@@ -134,32 +116,10 @@ impl BlobSource for ArchiveSource {
             .file
             .try_clone()
             .map_err(io_err(self.index.path.display()))?;
-        Ok(Box::new(OwnedRange {
-            file,
-            pos: offset,
-            end: offset + size,
-        }))
+        Ok(Box::new(RangeReader::new(file, offset, size)))
     }
     fn name(&self) -> String {
         format!("{}:{}", self.transport, self.index.path.display())
-    }
-}
-
-struct OwnedRange {
-    file: File,
-    pos: u64,
-    end: u64,
-}
-
-impl Read for OwnedRange {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        RangeReader {
-            file: &self.file,
-            pos: self.pos,
-            end: self.end,
-        }
-        .read(buf)
-        .inspect(|n| self.pos += *n as u64)
     }
 }
 

@@ -684,32 +684,22 @@ fn build_one(
                 target,
                 meta,
                 origin,
-            } => tree.insert(Entry {
-                path: norm(path, origin)?,
-                kind: Kind::Symlink(target.as_bytes().to_vec()),
-                meta: Meta {
-                    mode: 0o777,
-                    uid: meta.uid.unwrap_or(0),
-                    gid: meta.gid.unwrap_or(0),
-                    mtime: meta.mtime.unwrap_or(d.mtime),
-                },
-                priority: teu_layer::entry::Priority::Explicit,
-                origin: origin.clone(),
-                inode: None,
-            })?,
-            Item::Dir { path, meta, origin } => tree.insert(Entry {
-                path: norm(path, origin)?,
-                kind: Kind::Dir,
-                meta: Meta {
-                    mode: meta.mode.unwrap_or(0o755),
-                    uid: meta.uid.unwrap_or(0),
-                    gid: meta.gid.unwrap_or(0),
-                    mtime: meta.mtime.unwrap_or(d.mtime),
-                },
-                priority: teu_layer::entry::Priority::Explicit,
-                origin: origin.clone(),
-                inode: None,
-            })?,
+            } => tree.insert(explicit_entry(
+                path,
+                Kind::Symlink(target.as_bytes().to_vec()),
+                0o777,
+                meta,
+                d,
+                origin,
+            )?)?,
+            Item::Dir { path, meta, origin } => tree.insert(explicit_entry(
+                path,
+                Kind::Dir,
+                meta.mode.unwrap_or(0o755),
+                meta,
+                d,
+                origin,
+            )?)?,
             Item::Tar {
                 src, dest, origin, ..
             } => {
@@ -730,6 +720,30 @@ fn build_one(
     leak_mtime_for_tests(&mut entries);
     let built = crate::cached::entries_layer(&entries, &lopts, opts, items)?;
     Ok((built, entries.len()))
+}
+
+/// An entry the spec states itself (`symlinks`, `dirs`), owner and mtime as overridden.
+fn explicit_entry(
+    path: &str,
+    kind: Kind,
+    mode: u32,
+    meta: &teu_spec::MetaOverride,
+    d: &Defaults,
+    origin: &teu_layer::Origin,
+) -> Result<Entry, LayerError> {
+    Ok(Entry {
+        path: norm(path, origin)?,
+        kind,
+        meta: Meta {
+            mode,
+            uid: meta.uid.unwrap_or(0),
+            gid: meta.gid.unwrap_or(0),
+            mtime: meta.mtime.unwrap_or(d.mtime),
+        },
+        priority: teu_layer::entry::Priority::Explicit,
+        origin: origin.clone(),
+        inode: None,
+    })
 }
 
 fn norm(p: &str, origin: &teu_layer::Origin) -> Result<Vec<u8>, LayerError> {

@@ -192,15 +192,7 @@ pub fn push_image(
             &image.manifest.bytes,
         )?;
     }
-    let mut bytes = Totals::default();
-    for p in &plans {
-        *match p.action {
-            Action::Skip => &mut bytes.skipped,
-            Action::Mount => &mut bytes.mounted,
-            Action::Stream => &mut bytes.streamed,
-            Action::Upload => &mut bytes.uploaded,
-        } += p.size;
-    }
+    let bytes = totals(&plans);
     let after = client.traffic();
     Ok(PushReport {
         target: dst.name(),
@@ -209,12 +201,7 @@ pub fn push_image(
         dry_run: opts.dry_run,
         blobs: plans,
         bytes,
-        traffic: Traffic {
-            requests: after.requests - before.requests,
-            bytes_up: after.bytes_up - before.bytes_up,
-            bytes_down: after.bytes_down - before.bytes_down,
-            retries: after.retries - before.retries,
-        },
+        traffic: traffic_between(&before, &after),
     })
 }
 
@@ -233,7 +220,7 @@ pub fn push_artifact(
     };
     let before = client.traffic();
     let mut blobs = Vec::new();
-    let mut bytes = Totals::default();
+
     for image in &index.images {
         let by_digest = RegistryRef {
             tag: None,
@@ -247,14 +234,7 @@ pub fn push_artifact(
             }
         }
     }
-    for p in &blobs {
-        *match p.action {
-            Action::Skip => &mut bytes.skipped,
-            Action::Mount => &mut bytes.mounted,
-            Action::Stream => &mut bytes.streamed,
-            Action::Upload => &mut bytes.uploaded,
-        } += p.size;
-    }
+    let bytes = totals(&blobs);
     let tags = tags_of(dst, extra_tags);
     if !opts.dry_run {
         put_manifest(
@@ -273,13 +253,32 @@ pub fn push_artifact(
         dry_run: opts.dry_run,
         blobs,
         bytes,
-        traffic: Traffic {
-            requests: after.requests - before.requests,
-            bytes_up: after.bytes_up - before.bytes_up,
-            bytes_down: after.bytes_down - before.bytes_down,
-            retries: after.retries - before.retries,
-        },
+        traffic: traffic_between(&before, &after),
     })
+}
+
+/// Bytes of blobs, by what happened to them.
+fn totals(plans: &[BlobPlan]) -> Totals {
+    let mut bytes = Totals::default();
+    for p in plans {
+        *match p.action {
+            Action::Skip => &mut bytes.skipped,
+            Action::Mount => &mut bytes.mounted,
+            Action::Stream => &mut bytes.streamed,
+            Action::Upload => &mut bytes.uploaded,
+        } += p.size;
+    }
+    bytes
+}
+
+/// What went over the wire between two readings of the client's counters.
+fn traffic_between(before: &Traffic, after: &Traffic) -> Traffic {
+    Traffic {
+        requests: after.requests - before.requests,
+        bytes_up: after.bytes_up - before.bytes_up,
+        bytes_down: after.bytes_down - before.bytes_down,
+        retries: after.retries - before.retries,
+    }
 }
 
 /// The manifest by digest when no tag is wanted, else under each tag in turn.

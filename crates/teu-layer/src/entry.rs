@@ -76,11 +76,7 @@ impl Content {
             Content::Path { path, .. } => Box::new(File::open(path)?),
             Content::Range {
                 file, offset, size, ..
-            } => Box::new(RangeReader {
-                file,
-                pos: *offset,
-                end: offset + size,
-            }),
+            } => Box::new(RangeReader::new(&**file, *offset, *size)),
             Content::Bytes(b) => Box::new(&b[..]),
         })
     }
@@ -120,19 +116,32 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-struct RangeReader<'a> {
-    file: &'a File,
+/// Reads `[offset, offset + size)` of a file with positioned reads, so many readers can
+/// share one handle (tarball entries, blobs inside an archive). `F` is a `File` or a
+/// reference to one.
+pub struct RangeReader<F> {
+    file: F,
     pos: u64,
     end: u64,
 }
 
-impl Read for RangeReader<'_> {
+impl<F: std::borrow::Borrow<File>> RangeReader<F> {
+    pub fn new(file: F, offset: u64, size: u64) -> RangeReader<F> {
+        RangeReader {
+            file,
+            pos: offset,
+            end: offset + size,
+        }
+    }
+}
+
+impl<F: std::borrow::Borrow<File>> Read for RangeReader<F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let want = buf.len().min((self.end - self.pos) as usize);
         if want == 0 {
             return Ok(0);
         }
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        let n = self.file.borrow().read_at(&mut buf[..want], self.pos)?;
         self.pos += n as u64;
         Ok(n)
     }
