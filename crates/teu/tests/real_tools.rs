@@ -201,3 +201,48 @@ fn an_image_on_an_umoci_base_has_base_files_plus_new_ones() {
         "an entrypoint without cmd clears the base's cmd"
     );
 }
+
+/// buildah, the third real consumer: it imports each output into its own storage (vfs, in
+/// a temporary root) and the mounted rootfs matches the sources.
+#[test]
+fn buildah_imports_the_layout_and_both_archives() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fixture(&src);
+    write(&t.path().join("teu.toml"), spec_for(&src).as_bytes());
+    ok(teu(&t.path().join("home")).current_dir(t.path()).args([
+        "build",
+        "-q",
+        "-o",
+        "oci:layout:v1",
+        "-o",
+        "oci-archive:image.oci.tar:v1",
+        "-o",
+        "docker-archive:image.docker.tar:fixture:v1",
+    ]));
+    let buildah = |args: &[&str]| {
+        let out = ok(Command::new(tool("buildah"))
+            .current_dir(t.path())
+            .arg("--storage-driver=vfs")
+            .arg(format!("--root={}", t.path().join("broot").display()))
+            .arg(format!("--runroot={}", t.path().join("brun").display()))
+            .args(args));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let expected = describe_tree(&src);
+    for (i, r) in [
+        "oci:layout:v1",
+        "oci-archive:image.oci.tar:v1",
+        "docker-archive:image.docker.tar",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let name = format!("c{i}");
+        buildah(&["from", "--quiet", "--name", &name, r]);
+        let mnt = buildah(&["mount", &name]);
+        assert_eq!(describe_tree(std::path::Path::new(&mnt)), expected, "{r}");
+        buildah(&["umount", &name]);
+        buildah(&["rm", &name]);
+    }
+}
