@@ -406,11 +406,15 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             eprintln!("{line}");
         }
     };
-    if let Some((Reference::Registry(r), origin)) = &spec.base {
-        if r.digest.is_none() {
-            say(format!(
-                "teu: warning: {origin}: base {r} is not pinned by digest; the build changes when the tag moves"
-            ));
+    if let Some((base @ Reference::Registry(r), origin)) = &spec.base {
+        let locked = opts
+            .lock
+            .as_ref()
+            .is_some_and(|l| l.base(&base.to_string()).is_some());
+        if r.digest.is_none() && !locked {
+            eprintln!(
+                "teu: warning: {origin}: base {r} is not pinned by digest (nor by teu.lock); the build changes when the tag moves"
+            );
         }
     }
     let built = build(&spec, &opts)?;
