@@ -262,14 +262,19 @@ impl Ctx<'_> {
             check_placeholders(t.src.get_ref())
                 .map_err(|e| cx.err(t.src.span(), format!("{key}.src"), e))?;
             let dest = match &t.dest {
-                Some(d) if !t.normalize && check_dest(d.get_ref(), true).is_ok() && teu_layer::path::normalize_dir(d.get_ref().as_bytes()).is_ok_and(|p| !p.is_empty()) => {
-                    return Err(cx.err(
-                        d.span(),
-                        format!("{key}.dest"),
-                        "a tarball with normalize = false is used byte for byte, so its entries cannot be moved under dest; remove dest or set normalize = true",
-                    ))
+                Some(d) => {
+                    let dest = cx.dest(d, &format!("{key}.dest"), true)?;
+                    let is_root =
+                        teu_layer::path::normalize_dir(dest.as_bytes()).is_ok_and(|p| p.is_empty());
+                    if !t.normalize && !is_root {
+                        return Err(cx.err(
+                            d.span(),
+                            format!("{key}.dest"),
+                            "a tarball with normalize = false is used byte for byte, so its entries cannot be moved under dest; remove dest or set normalize = true",
+                        ));
+                    }
+                    dest
                 }
-                Some(d) => cx.dest(d, &format!("{key}.dest"), true)?,
                 None => "/".to_string(),
             };
             items.push(Item::Tar {
