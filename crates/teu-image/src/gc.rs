@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use teu_oci::{Digest, Reference, Sha256Writer};
+use teu_oci::{Digest, Sha256Writer};
 use teu_store::Store;
 
+use crate::error::{io_err, ImageError};
 use crate::image::Artifact;
-use crate::{io_err, ImageError};
 
 /// Nothing younger than this is collected: a concurrent build may be using it.
 pub const GRACE: Duration = Duration::from_secs(10 * 60);
@@ -36,25 +36,14 @@ fn roots_dir(store: &Store) -> PathBuf {
     store.root().join("roots")
 }
 
-/// The local path an output writes, if it is local.
-fn output_path(output: &Reference) -> Option<&Path> {
-    match output {
-        Reference::Layout { path, .. }
-        | Reference::OciArchive { path, .. }
-        | Reference::DockerArchive { path, .. } => Some(path),
-        _ => None,
-    }
-}
-
-/// Record that `output` now holds `artifact`, so `gc` keeps its blobs.
+/// Record that the local output at `path` (named `output`, as in `oci:DIR:TAG`) now holds
+/// `artifact`, so `gc` keeps its blobs. Called by the local sinks after a write.
 pub fn record_root(
     store: &Store,
-    output: &Reference,
+    path: &Path,
+    output: &str,
     artifact: &Artifact,
 ) -> Result<(), ImageError> {
-    let Some(path) = output_path(output) else {
-        return Ok(());
-    };
     let abs = std::path::absolute(path).map_err(io_err(path.display()))?;
     // One root per output path and tag: the same layout under two tags keeps both images.
     let name = Digest::of(format!("{}\0{output}", abs.display()).as_bytes());
@@ -185,7 +174,7 @@ pub fn du(store: &Store) -> Result<Usage, ImageError> {
     let cache = teu_layer::cache::cache_dir(store);
     let stat = files_in(&cache.join("stat"));
     let segments = files_in(&cache.join("segments"));
-    let tmp = files_in(&store.root().join("tmp"));
+    let tmp = files_in(&store.tmp_dir());
     Ok(Usage {
         root: store.root().to_path_buf(),
         blobs: blobs.len() as u64,
@@ -322,7 +311,7 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport, ImageError> {
             }
         }
     }
-    for (path, _, used) in files_in(&store.root().join("tmp")) {
+    for (path, _, used) in files_in(&store.tmp_dir()) {
         if age(used) >= GRACE {
             report.removed_tmp_files += 1;
             if !opts.dry_run {

@@ -78,6 +78,12 @@ impl Store {
         &self.root
     }
 
+    /// Where partial files live until they are complete (on the store's file system, so
+    /// the final rename is atomic).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(digest.hex())
     }
@@ -93,7 +99,7 @@ impl Store {
 
     /// A writer for a new blob. Nothing is visible under `blobs/` until [`BlobWriter::commit`].
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
-        let dir = self.root.join("tmp");
+        let dir = self.tmp_dir();
         let tmp = tempfile::Builder::new()
             .prefix("blob-")
             .permissions(fs::Permissions::from_mode(0o644))

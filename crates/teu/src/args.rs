@@ -1,19 +1,30 @@
-//! The registry commands (`push`, `copy`, `pull`, `inspect`, `digest`, `tags`, `login`,
-//! `logout`) and the registry options every command that talks to a registry shares.
-
-pub mod copy;
-pub mod inspect;
-pub mod login;
+//! Arguments every command shares: how to reach registries, how references, outputs and
+//! platforms are parsed, and the usage error (exit code 2) they raise.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use teu_image::{layout, registry, Artifact, Image};
-use teu_oci::{Platform, Reference, RegistryRef};
+use teu_image::transport::Context;
+use teu_image::Select;
+use teu_oci::{Platform, Reference};
 use teu_registry::{Client, ClientOptions, Keychain, Quirks, RetryPolicy};
 
-use crate::UsageError;
+/// An error in how teu was called (exit code 2), as opposed to a failure doing the work.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
 
 /// How to reach registries.
 #[derive(Args, Clone, Debug, Default)]
@@ -59,6 +70,10 @@ pub struct RegistryArgs {
         global = true
     )]
     pub chunk_size: Option<u64>,
+
+    /// Tags asked for per request when listing (the registry may send fewer and a link)
+    #[arg(long, value_name = "N", hide = true, global = true)]
+    pub page_size: Option<usize>,
 }
 
 impl RegistryArgs {
@@ -71,7 +86,7 @@ impl RegistryArgs {
         };
         if let Some(n) = self.retries {
             if n == 0 {
-                return Err(UsageError("--retries must be at least 1".into()).into());
+                return Err(usage("--retries must be at least 1"));
             }
             opts.retry = RetryPolicy {
                 attempts: n,
@@ -79,15 +94,14 @@ impl RegistryArgs {
             };
         }
         for p in &self.profiles {
-            let (host, name) = p.split_once('=').ok_or_else(|| {
-                UsageError(format!("--registry-profile {p:?}: expected HOST=PROFILE"))
-            })?;
+            let (host, name) = p
+                .split_once('=')
+                .ok_or_else(|| usage(format!("--registry-profile {p:?}: expected HOST=PROFILE")))?;
             if Quirks::profile(name).is_none() {
-                return Err(UsageError(format!(
+                return Err(usage(format!(
                     "--registry-profile {p:?}: unknown profile (known: {})",
                     Quirks::NAMES.join(", ")
-                ))
-                .into());
+                )));
             }
             opts.profiles.push((host.to_string(), name.to_string()));
         }
@@ -97,97 +111,64 @@ impl RegistryArgs {
         if let Some(c) = self.chunk_size {
             opts.chunk_size = c.max(1);
         }
+        if let Some(n) = self.page_size {
+            opts.tag_page_size = n.max(1);
+        }
         Ok(Client::new(opts)?)
     }
+
+    /// What the transports need: a registry client (no store; the build adds its own).
+    pub fn context(&self) -> Result<Context> {
+        Ok(Context {
+            registry: Some(self.client()?),
+            store: None,
+        })
+    }
 }
 
+/// A reference given as `flag`, or a usage error naming it.
 pub fn parse_ref(flag: &str, s: &str) -> Result<Reference> {
     s.parse::<Reference>()
-        .map_err(|e| UsageError(format!("{flag}: {e}")).into())
+        .map_err(|e| usage(format!("{flag}: {e}")))
 }
 
-/// A registry reference, or a usage error naming the argument.
-pub fn parse_registry_ref(flag: &str, s: &str) -> Result<RegistryRef> {
-    match parse_ref(flag, s)? {
-        Reference::Registry(r) => Ok(r),
-        other => Err(UsageError(format!(
-            "{flag}: {other} is not a registry reference (expected HOST/REPO[:TAG|@DIGEST] or docker://…)"
-        ))
-        .into()),
+/// A reference to write to. Beyond [`parse_ref`]: a bare name (no registry host, so
+/// Docker Hub) that is also a file or directory here is almost certainly meant as a
+/// local path, and is refused with the spelling that says so.
+pub fn parse_output(flag: &str, s: &str) -> Result<Reference> {
+    let r = parse_ref(flag, s)?;
+    // No host (no slash) and not a local transport: a Docker Hub name.
+    let hub_name = !s.contains('/') && r.local_path().is_none() && !r.is_scratch();
+    let name = s.split([':', '@']).next().unwrap_or(s);
+    if hub_name && std::path::Path::new(name).exists() {
+        return Err(usage(format!(
+            "{flag}: {s:?} names an image on Docker Hub (docker.io/library/{s}), but there is a local file or directory {name:?}; write oci:{s} for an OCI layout (or oci-archive:{s}, docker-archive:{s}), or docker://{s} to mean Docker Hub"
+        )));
     }
-}
-
-/// Read one image (for `platform` when the reference names an index).
-pub fn read_image(client: &Client, src: &Reference, platform: &Platform) -> Result<Image> {
-    Ok(match src {
-        Reference::Registry(r) => registry::read_image(client, r, platform)?,
-        Reference::Layout { path, tag } => layout::read_image(path, tag.as_deref(), platform)?,
-        Reference::OciArchive { .. } | Reference::DockerArchive { .. } => {
-            pick_platform(read_all(client, src)?, platform, src)?
-        }
-        Reference::Scratch => {
-            return Err(UsageError("scratch is an empty base, not an image to read".into()).into())
-        }
-    })
-}
-
-/// Every platform: the index (or single image) `src` names.
-pub fn read_all(client: &Client, src: &Reference) -> Result<Artifact> {
-    Ok(teu_image::source::read_artifact(src, Some(client))?)
-}
-
-/// The image of an index for `platform`.
-fn pick_platform(artifact: Artifact, platform: &Platform, src: &Reference) -> Result<Image> {
-    match artifact {
-        Artifact::Image(i) => Ok(i),
-        Artifact::Index(x) => {
-            let have: Vec<String> = x
-                .images
-                .iter()
-                .map(|i| i.config.value.platform().to_string())
-                .collect();
-            x.images
-                .into_iter()
-                .find(|i| i.config.value.platform().satisfies(platform))
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{src}: index has no image for {platform} (it has: {})",
-                        have.join(", ")
-                    )
-                })
-        }
-    }
+    Ok(r)
 }
 
 pub fn platform_arg(p: Option<&str>) -> Result<Platform> {
     match p {
         Some(p) => p
             .parse::<Platform>()
-            .map_err(|e| UsageError(format!("--platform: {e}")).into()),
+            .map_err(|e| usage(format!("--platform: {e}"))),
         None => Ok(Platform::host()),
     }
 }
 
-/// `teu build --output HOST/REPO:TAG`: push, print the plan's outcome, report as an output.
-pub fn push_output(
-    client: &Client,
-    dst: &RegistryRef,
-    tags: &[String],
-    artifact: &Artifact,
-    say: &dyn Fn(String),
-) -> Result<teu_image::OutputReport> {
-    use anyhow::Context;
-    let r = teu_image::push::push_artifact(
-        client,
-        dst,
-        tags,
-        artifact,
-        &teu_image::push::PushOptions::default(),
-    )
-    .with_context(|| format!("pushing to {dst}"))?;
-    copy::print_push(&r, say);
-    Ok(teu_image::OutputReport {
-        output: format!("docker://{}", dst),
-        bytes_written: r.traffic.bytes_up,
-    })
+/// `--platform P` selects one image; without it, the whole index.
+pub fn select_arg(p: Option<&str>) -> Result<Select> {
+    match p {
+        Some(_) => Ok(Select::Platform(platform_arg(p)?)),
+        None => Ok(Select::All),
+    }
+}
+
+/// `--jobs` values that make sense: at least one.
+pub fn jobs_arg(jobs: usize) -> Result<usize> {
+    match jobs {
+        0 => Err(usage("--jobs must be at least 1")),
+        n => Ok(n),
+    }
 }

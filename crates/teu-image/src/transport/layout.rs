@@ -1,89 +1,146 @@
 //! OCI image layouts (`oci-layout`, `index.json`, `blobs/sha256/…`), as a source and a sink.
 //!
 //! Writing keeps the layout's other images: blobs are added (each atomically, verified
-//! against its digest, skipped when present), and `index.json` is rewritten atomically with
-//! the new descriptor replacing any that had the same tag. A layout that does not exist yet
-//! is built under a temporary name and renamed into place when complete.
+//! against its digest, skipped when present, hard-linked when they come from teu's
+//! store), and `index.json` is rewritten atomically with the new descriptor replacing any
+//! that had the same tag. A layout that does not exist yet is built under a temporary
+//! name and renamed into place when complete.
 
-use std::fs;
-use std::io::{self, Read, Write};
-use std::path::Path;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use teu_oci::{Descriptor, Index, Platform, Raw, Sha256Writer, ANNOTATION_REF_NAME};
+use teu_oci::{layout_blob_path, Descriptor, Digest, Index, Raw, ANNOTATION_REF_NAME};
 use teu_store::atomic::{self, AtomicDir, AtomicFile};
+use teu_store::Store;
 
-use crate::blob::{BlobSource, LayoutSource};
-use crate::image::{Artifact, BlobRef, Image};
-use crate::resolve;
-use crate::{invalid, io_err, ImageError};
+use super::{from_name, Action, BlobPlan, Sink, Source, Top};
+use crate::blob::{copy_verified, BlobSource};
+use crate::error::{io_err, malformed, not_found, unsupported, ImageError};
+use crate::image::{Artifact, BlobRef};
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
 pub const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// The tag a layout or OCI archive output gets when the reference names none.
+pub const DEFAULT_TAG: &str = "latest";
 
 fn what(dir: &Path) -> String {
     format!("OCI layout {}", dir.display())
 }
 
-/// Open the layout at `dir` and find the descriptor tagged `tag` (or the only one).
-pub fn open_layout(
-    dir: &Path,
-    tag: Option<&str>,
-) -> Result<(Arc<dyn BlobSource>, Descriptor), ImageError> {
-    let layout = fs::read(dir.join(OCI_LAYOUT_FILE)).map_err(|e| {
-        invalid(
+/// The `blobs/` directory of an OCI layout, as a blob source.
+#[derive(Debug, Clone)]
+pub struct LayoutBlobs {
+    pub dir: PathBuf,
+}
+
+impl LayoutBlobs {
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(layout_blob_path(digest))
+    }
+}
+
+impl BlobSource for LayoutBlobs {
+    fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, ImageError> {
+        let p = self.path(digest);
+        match File::open(&p) {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found(
+                self.name(),
+                format!("has no blob {digest} ({})", p.display()),
+            )),
+            Err(e) => Err(io_err(p.display())(e)),
+        }
+    }
+    fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
+        Some(self.path(digest))
+    }
+    fn name(&self) -> String {
+        format!("oci:{}", self.dir.display())
+    }
+}
+
+/// `oci:DIR[:TAG]` as a source.
+pub struct LayoutSource {
+    dir: PathBuf,
+    tag: Option<String>,
+}
+
+impl LayoutSource {
+    pub fn new(dir: &Path, tag: Option<String>) -> LayoutSource {
+        LayoutSource {
+            dir: dir.to_path_buf(),
+            tag,
+        }
+    }
+}
+
+impl Source for LayoutSource {
+    fn name(&self) -> String {
+        match &self.tag {
+            Some(t) => format!("oci:{}:{t}", self.dir.display()),
+            None => format!("oci:{}", self.dir.display()),
+        }
+    }
+    fn open(&self) -> Result<Top, ImageError> {
+        let index = read_index(&self.dir)?;
+        let descriptor = pick_tag(&index.value, self.tag.as_deref(), &self.dir)?.clone();
+        Ok(Top {
+            blobs: Arc::new(LayoutBlobs {
+                dir: self.dir.clone(),
+            }),
+            descriptor,
+        })
+    }
+    fn tags(&self) -> Result<Vec<String>, ImageError> {
+        let index = read_index(&self.dir)?;
+        Ok(tags_of(&index.value))
+    }
+}
+
+/// The layout's `index.json`, after checking `oci-layout`.
+fn read_index(dir: &Path) -> Result<Raw<Index>, ImageError> {
+    let version_file = dir.join(OCI_LAYOUT_FILE);
+    let layout = fs::read(&version_file).map_err(|e| {
+        not_found(
             what(dir),
             format!("is not an OCI image layout ({OCI_LAYOUT_FILE}: {e})"),
         )
     })?;
-    let version: serde_json::Value = serde_json::from_slice(&layout).map_err(|e| {
-        invalid(
-            format!("{}/{OCI_LAYOUT_FILE}", dir.display()),
-            e.to_string(),
-        )
-    })?;
+    let version: serde_json::Value = serde_json::from_slice(&layout)
+        .map_err(|e| malformed(version_file.display().to_string(), e.to_string()))?;
     if version
         .get("imageLayoutVersion")
         .and_then(|v| v.as_str())
         .is_none()
     {
-        return Err(invalid(
-            format!("{}/{OCI_LAYOUT_FILE}", dir.display()),
+        return Err(malformed(
+            version_file.display().to_string(),
             "field imageLayoutVersion is missing",
         ));
     }
     let index_path = dir.join("index.json");
     let index_bytes = fs::read(&index_path).map_err(io_err(index_path.display()))?;
-    let index: Raw<Index> = Raw::parse(index_bytes, index_path.display().to_string())
-        .map_err(|e| invalid(index_path.display().to_string(), e.source.to_string()))?;
-    let desc = pick_tag(&index.value, tag, dir)?.clone();
-    Ok((
-        Arc::new(LayoutSource {
-            dir: dir.to_path_buf(),
-        }),
-        desc,
-    ))
-}
-
-/// Read the image tagged `tag` (or the only image) from the layout at `dir`, choosing
-/// `platform` from an index. Manifest and config are read and verified; layers are only
-/// referenced.
-pub fn read_image(dir: &Path, tag: Option<&str>, platform: &Platform) -> Result<Image, ImageError> {
-    let (source, desc) = open_layout(dir, tag)?;
-    resolve::image_for(source, &desc, platform)
-}
-
-/// Read the image or index tagged `tag` (or the only one) from the layout at `dir`, with
-/// every platform of an index.
-pub fn read_artifact(dir: &Path, tag: Option<&str>) -> Result<Artifact, ImageError> {
-    let (source, desc) = open_layout(dir, tag)?;
-    resolve::artifact(source, &desc)
+    Raw::parse(index_bytes, index_path.display().to_string())
+        .map_err(|e| malformed(index_path.display().to_string(), e.source.to_string()))
 }
 
 fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str)
 }
 
+/// The `ref.name`s of an index, in index order.
+pub(crate) fn tags_of(index: &Index) -> Vec<String> {
+    index
+        .manifests
+        .iter()
+        .filter_map(ref_name)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The descriptor tagged `tag` in a layout's (or an archive's) index, or its only one.
 pub(crate) fn pick_tag<'a>(
     index: &'a Index,
     tag: Option<&str>,
@@ -96,15 +153,15 @@ pub(crate) fn pick_tag<'a>(
             .iter()
             .find(|d| ref_name(d) == Some(t))
             .ok_or_else(|| {
-                invalid(
+                not_found(
                     what(dir),
                     format!("has no image tagged {t:?} (tags: {})", list(&tags)),
                 )
             }),
         None => match index.manifests.as_slice() {
             [one] => Ok(one),
-            [] => Err(invalid(what(dir), "index.json lists no images")),
-            _ => Err(invalid(
+            [] => Err(not_found(what(dir), "index.json lists no images")),
+            _ => Err(unsupported(
                 what(dir),
                 format!(
                     "holds {} images; name one as oci:{}:TAG (tags: {})",
@@ -125,44 +182,129 @@ fn list(tags: &[&str]) -> String {
     }
 }
 
-/// Write `artifact` into the layout at `dir` under `tag`. Returns the bytes written.
-pub fn write_artifact(
-    dir: &Path,
-    tag: Option<&str>,
-    artifact: &Artifact,
-) -> Result<u64, ImageError> {
-    let fresh = match fs::read_dir(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
-        Err(e) => return Err(io_err(dir.display())(e)),
-        Ok(mut entries) => {
-            let empty = entries.next().is_none();
-            if !empty && !dir.join(OCI_LAYOUT_FILE).is_file() {
-                return Err(invalid(
-                    dir.display().to_string(),
-                    "exists and is not an OCI image layout (no oci-layout file); choose another output",
-                ));
-            }
-            empty
+/// `oci:DIR[:TAG]` as a sink.
+pub struct LayoutSink {
+    dir: PathBuf,
+    tag: String,
+    /// teu's store, when the command has one: the output's blobs are pinned against gc.
+    store: Option<Store>,
+}
+
+impl LayoutSink {
+    pub fn new(dir: &Path, tag: Option<String>, store: Option<Store>) -> LayoutSink {
+        LayoutSink {
+            dir: dir.to_path_buf(),
+            tag: tag.unwrap_or_else(|| DEFAULT_TAG.to_string()),
+            store,
         }
-    };
-    if fresh {
-        let tmp = AtomicDir::create(dir).map_err(io_err(dir.display()))?;
-        let written = write_into(tmp.path(), tag, artifact)?;
-        tmp.commit().map_err(io_err(dir.display()))?;
-        Ok(written)
-    } else {
-        write_into(dir, tag, artifact)
+    }
+
+    /// Whether the destination is a fresh layout (absent or an empty directory); refuses
+    /// a directory that is something else.
+    fn fresh(&self) -> Result<bool, ImageError> {
+        match fs::read_dir(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(io_err(self.dir.display())(e)),
+            Ok(mut entries) => {
+                let empty = entries.next().is_none();
+                if !empty && !self.dir.join(OCI_LAYOUT_FILE).is_file() {
+                    return Err(unsupported(
+                        self.dir.display().to_string(),
+                        "exists and is not an OCI image layout (no oci-layout file); choose another output",
+                    ));
+                }
+                Ok(empty)
+            }
+        }
     }
 }
 
-fn write_into(dir: &Path, tag: Option<&str>, artifact: &Artifact) -> Result<u64, ImageError> {
+impl Sink for LayoutSink {
+    fn name(&self) -> String {
+        format!("oci:{}:{}", self.dir.display(), self.tag)
+    }
+    fn is_local(&self) -> bool {
+        true
+    }
+    fn tags(&self) -> Vec<String> {
+        vec![self.tag.clone()]
+    }
+    fn plan(&self, artifact: &Artifact) -> Result<Vec<BlobPlan>, ImageError> {
+        let fresh = self.fresh()?;
+        let blob_dir = self.dir.join("blobs/sha256");
+        Ok(artifact
+            .content_blobs()
+            .into_iter()
+            .map(|(desc, blob)| {
+                let dest = blob_dir.join(desc.digest.hex());
+                let linkable = match &blob {
+                    BlobRef::Source(s) => s.linkable_path(&desc.digest),
+                    BlobRef::Bytes(_) => None,
+                };
+                let action = match linkable {
+                    _ if fresh => linkable.map_or(Action::Copy, |_| Action::Link),
+                    Some(src) if same_file(&src, &dest) => Action::Skip,
+                    Some(_) => Action::Link,
+                    None if fs::metadata(&dest).is_ok_and(|m| m.len() == desc.size) => Action::Skip,
+                    None => Action::Copy,
+                };
+                BlobPlan {
+                    digest: desc.digest.clone(),
+                    size: desc.size,
+                    action,
+                    from: from_name(&blob),
+                    mount_from: None,
+                }
+            })
+            .collect())
+    }
+    fn write(&self, artifact: &Artifact, plan: &mut [BlobPlan]) -> Result<u64, ImageError> {
+        let written = if self.fresh()? {
+            let tmp = AtomicDir::create(&self.dir).map_err(io_err(self.dir.display()))?;
+            let written = write_into(tmp.path(), &self.tag, artifact, plan)?;
+            tmp.commit().map_err(io_err(self.dir.display()))?;
+            written
+        } else {
+            write_into(&self.dir, &self.tag, artifact, plan)?
+        };
+        if let Some(store) = &self.store {
+            crate::gc::record_root(store, &self.dir, &self.name(), artifact)?;
+        }
+        Ok(written)
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.ino() == y.ino() && x.dev() == y.dev(),
+        _ => false,
+    }
+}
+
+fn write_into(
+    dir: &Path,
+    tag: &str,
+    artifact: &Artifact,
+    plan: &mut [BlobPlan],
+) -> Result<u64, ImageError> {
     let blob_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blob_dir).map_err(io_err(blob_dir.display()))?;
     let mut written = 0;
-    for (desc, blob) in artifact.blobs() {
-        written += put_blob(&blob_dir, &desc, &blob)?;
+    let content = artifact.content_blobs();
+    for (p, (desc, blob)) in plan.iter_mut().zip(&content) {
+        debug_assert_eq!(p.digest, desc.digest);
+        written += put_blob(&blob_dir, desc, blob, p)?;
     }
-    let manifest_desc = artifact.descriptor();
+    // The documents (manifests, nested indexes, the top index) follow their blobs.
+    for (desc, blob) in artifact.blobs().iter().skip(content.len()) {
+        let dest = blob_dir.join(desc.digest.hex());
+        if !fs::metadata(&dest).is_ok_and(|m| m.len() == desc.size) {
+            let mut out = AtomicFile::create(&dest).map_err(io_err(dest.display()))?;
+            written += copy_verified(blob, desc, &mut out)?;
+            out.commit().map_err(io_err(dest.display()))?;
+        }
+    }
     if !dir.join(OCI_LAYOUT_FILE).is_file() {
         atomic::write_file(&dir.join(OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT)
             .map_err(io_err(dir.display()))?;
@@ -172,23 +314,16 @@ fn write_into(dir: &Path, tag: Option<&str>, artifact: &Artifact) -> Result<u64,
     let mut index = match fs::read(&index_path) {
         Ok(b) => {
             Raw::<Index>::parse(b, index_path.display().to_string())
-                .map_err(|e| invalid(index_path.display().to_string(), e.source.to_string()))?
+                .map_err(|e| malformed(index_path.display().to_string(), e.source.to_string()))?
                 .value
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Index::new(),
         Err(e) => return Err(io_err(index_path.display())(e)),
     };
-    let mut desc = manifest_desc;
-    match tag {
-        Some(t) => {
-            index.manifests.retain(|d| ref_name(d) != Some(t));
-            desc.annotations
-                .insert(ANNOTATION_REF_NAME.to_string(), t.to_string());
-        }
-        None => index
-            .manifests
-            .retain(|d| !(d.digest == desc.digest && ref_name(d).is_none())),
-    }
+    let mut desc = artifact.descriptor();
+    index.manifests.retain(|d| ref_name(d) != Some(tag));
+    desc.annotations
+        .insert(ANNOTATION_REF_NAME.to_string(), tag.to_string());
     index.manifests.push(desc);
     let raw = Raw::encode(index);
     // A rebuild that changed nothing leaves index.json alone: no write, no fsync to wait on.
@@ -199,13 +334,27 @@ fn write_into(dir: &Path, tag: Option<&str>, artifact: &Artifact) -> Result<u64,
     Ok(written)
 }
 
-/// Copy one blob into `blob_dir` unless it is there already; verify it on the way.
-fn put_blob(blob_dir: &Path, desc: &Descriptor, blob: &BlobRef) -> Result<u64, ImageError> {
+/// Carry out one blob's plan; a link that cannot be made (another file system) becomes a
+/// verified copy, and the plan says so.
+fn put_blob(
+    blob_dir: &Path,
+    desc: &Descriptor,
+    blob: &BlobRef,
+    plan: &mut BlobPlan,
+) -> Result<u64, ImageError> {
     let dest = blob_dir.join(desc.digest.hex());
-    if let Some(n) = link_from_store(blob_dir, desc, blob, &dest) {
-        return Ok(n);
+    match plan.action {
+        Action::Skip => return Ok(0),
+        Action::Link => {
+            if let Some(n) = link_from_store(blob_dir, desc, blob, &dest) {
+                return Ok(n);
+            }
+            plan.action = Action::Copy;
+        }
+        _ => {}
     }
     if fs::metadata(&dest).is_ok_and(|m| m.len() == desc.size) {
+        plan.action = Action::Skip;
         return Ok(0);
     }
     let mut out = AtomicFile::create(&dest).map_err(io_err(dest.display()))?;
@@ -225,17 +374,15 @@ fn put_blob(blob_dir: &Path, desc: &Descriptor, blob: &BlobRef) -> Result<u64, I
 /// changes the store's too (`teu cache verify` finds and removes it; the next build
 /// re-links a fresh one). Blobs are content-addressed; nothing should edit them in place.
 fn link_from_store(blob_dir: &Path, desc: &Descriptor, blob: &BlobRef, dest: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
     let BlobRef::Source(s) = blob else {
         return None;
     };
     let src = s.linkable_path(&desc.digest)?;
-    let sm = fs::metadata(&src).ok().filter(|m| m.len() == desc.size)?;
-    let existed = match fs::metadata(dest) {
-        Ok(dm) if dm.ino() == sm.ino() && dm.dev() == sm.dev() => return Some(0),
-        Ok(_) => true,
-        Err(_) => false,
-    };
+    fs::metadata(&src).ok().filter(|m| m.len() == desc.size)?;
+    if same_file(&src, dest) {
+        return Some(0);
+    }
+    let existed = dest.exists();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -250,37 +397,4 @@ fn link_from_store(blob_dir: &Path, desc: &Descriptor, blob: &BlobRef, dest: &Pa
         return None;
     }
     Some(if existed { 0 } else { desc.size })
-}
-
-/// Stream a blob into `out`, failing if its bytes do not match `desc`.
-pub(crate) fn copy_verified(
-    blob: &BlobRef,
-    desc: &Descriptor,
-    out: &mut dyn Write,
-) -> Result<u64, ImageError> {
-    let name = || match blob {
-        BlobRef::Bytes(_) => "memory".to_string(),
-        BlobRef::Source(s) => s.name(),
-    };
-    let mut reader = blob.open(&desc.digest)?;
-    let mut w = Sha256Writer::new(out);
-    io::copy(&mut reader.by_ref().take(desc.size), &mut w).map_err(io_err(format!(
-        "{} from {}",
-        desc.digest,
-        name()
-    )))?;
-    let extra =
-        reader
-            .read(&mut [0u8; 1])
-            .map_err(io_err(format!("{} from {}", desc.digest, name())))?;
-    let (actual, n, _) = w.finish();
-    if actual != desc.digest || n != desc.size || extra != 0 {
-        return Err(ImageError::Corrupt {
-            digest: desc.digest.clone(),
-            actual,
-            size: n,
-            source_name: name(),
-        });
-    }
-    Ok(n)
 }

@@ -7,15 +7,16 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
-use teu_image::{build, write_output, BuildOptions, LayerReport, OutputReport, PlatformReport};
+use teu_build::{build, BaseOptions, BuildOptions, LayerReport, PlatformReport};
+use teu_image::transport::{self, WriteOptions, WriteReport};
 use teu_layer::{Compression, Defaults};
 use teu_oci::{Digest, Platform, Reference};
 use teu_spec::lock::Lockfile;
 use teu_spec::{check_dest, Format, Item, LayerSpec, MetaOverride, Spec};
 use teu_store::Store;
 
-use crate::report::bytes;
-use crate::UsageError;
+use crate::args::{jobs_arg, parse_output, parse_ref, usage, RegistryArgs};
+use crate::output::{bytes, print_write};
 
 /// The output used when no --output is given.
 pub const DEFAULT_OUTPUT: &str = "oci:teu-out";
@@ -35,6 +36,8 @@ teu build --no-cache                       # rebuild every layer from scratch (s
 teu build --base alpine:3.20 --copy ./app:/app -o registry.example.com/me/app:1 --tag latest\n  \
 teu build --base oci:base:3.20 --copy ./bin/app:/usr/local/bin/app --entrypoint /usr/local/bin/app -o oci:out\n  \
 SOURCE_DATE_EPOCH=1700000000 teu build --json\n\n\
+Bases: scratch, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], \
+HOST/REPO[:TAG|@DIGEST] (only the base's index, manifest and config are read).\n\
 Outputs: HOST/REPO[:TAG] or docker://HOST/REPO[:TAG] (pushed: only missing blobs move, base \
 layers are mounted), oci:DIR[:TAG] (default tag latest; other images in the layout are kept), \
 oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] (for docker load / podman load).\n\
@@ -46,7 +49,7 @@ pub struct BuildArgs {
     /// A teu.toml file, or a directory holding one (default: ./teu.toml, unless --copy is given)
     spec: Option<PathBuf>,
 
-    /// Base image: scratch, oci:DIR[:TAG] or HOST/REPO[:TAG|@DIGEST] (overrides the spec's image.base)
+    /// Base image: scratch, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG] or HOST/REPO[:TAG|@DIGEST] (overrides the spec's image.base)
     #[arg(long, value_name = "REF")]
     base: Option<String>,
 
@@ -139,8 +142,12 @@ pub struct BuildArgs {
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
 
+    /// Plan the outputs (what each would skip, link, copy, mount or upload) and write nothing
+    #[arg(long)]
+    dry_run: bool,
+
     #[command(flatten)]
-    registry: crate::registry::RegistryArgs,
+    registry: RegistryArgs,
 }
 
 #[derive(Serialize)]
@@ -152,12 +159,8 @@ struct JsonReport<'a> {
     platforms: &'a [PlatformReport],
     /// Every layer teu built, once each.
     layers: Vec<&'a LayerReport>,
-    outputs: &'a [OutputReport],
+    outputs: &'a [WriteReport],
     bytes_written: u64,
-}
-
-fn usage(msg: impl Into<String>) -> anyhow::Error {
-    UsageError(msg.into()).into()
 }
 
 fn key_value(flag: &str, s: &str) -> Result<(String, String)> {
@@ -206,13 +209,8 @@ pub fn load_spec(spec: Option<&Path>, flags_only: bool) -> Result<Spec> {
 /// Apply flags on top of the spec: flags win.
 fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
     if let Some(b) = &args.base {
-        let mut r: Reference = b.parse().map_err(|e| usage(format!("--base: {e}")))?;
         // Paths on the command line are relative to where teu runs, like --copy's.
-        if let Reference::Layout { path, .. } = &mut r {
-            if path.is_relative() {
-                *path = std::env::current_dir()?.join(&*path);
-            }
-        }
+        let r = parse_ref("--base", b)?.relative_to(&std::env::current_dir()?);
         spec.base = Some((r, spec_origin("--base")));
     }
     if let Some(c) = &args.compression {
@@ -309,17 +307,14 @@ fn verify(
 ) -> Result<()> {
     let scratch = tempfile::Builder::new()
         .prefix("verify-")
-        .tempdir_in(opts.store.root().join("tmp"))
+        .tempdir_in(opts.store.tmp_dir())
         .context("creating a scratch store for --verify")?;
     let again = BuildOptions {
         store: Store::open(scratch.path())?,
         jobs: opts.jobs,
-        platforms: opts.platforms.clone(),
         defaults: opts.defaults.clone(),
-        lock: opts.lock.clone(),
-        locked: opts.locked,
-        registry: opts.registry.clone(),
         no_cache: true,
+        bases: opts.bases.clone(),
     };
     let second = build(spec, &again).context("the --verify rebuild")?;
     if second.artifact.digest() == first.digest() {
@@ -330,7 +325,7 @@ fn verify(
         return Ok(());
     }
     let d = teu_image::diff::diff(first, &second.artifact)?;
-    eprint!("{}", d.render());
+    eprint!("{}", super::diff::render(&d));
     anyhow::bail!(
         "the build is not reproducible: {} the first time, {} from scratch (differences above; A is the first build, B the second)",
         first.digest(),
@@ -349,22 +344,11 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     } else {
         args.outputs
             .iter()
-            .map(|o| {
-                o.parse::<Reference>()
-                    .map_err(|e| usage(format!("--output: {e}")))
-            })
+            .map(|o| parse_output("--output", o))
             .collect::<Result<_>>()?
     };
-    for out in &outputs {
-        teu_image::sink::check_output(out).map_err(|e| usage(format!("--output: {e}")))?;
-    }
-    if !args.tags.is_empty() && !outputs.iter().any(|o| matches!(o, Reference::Registry(_))) {
-        return Err(usage(
-            "--tag applies to registry outputs; add -o REGISTRY/REPO:TAG, or tag layouts with oci:DIR:TAG",
-        ));
-    }
-    if args.jobs == Some(0) {
-        return Err(usage("--jobs must be at least 1"));
+    if let Some(j) = args.jobs {
+        jobs_arg(j)?;
     }
     let mut spec = load_spec(args.spec.as_deref(), !args.copies.is_empty())?;
     apply_flags(&mut spec, &args)?;
@@ -373,6 +357,33 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let store_root = Store::default_root();
     let store = Store::open(&store_root)
         .with_context(|| format!("opening the store at {}", store_root.display()))?;
+    let mut cx = args.registry.context()?;
+    cx.store = Some(store.clone());
+    // Every output is opened (and so checked) before anything is built.
+    let write_opts = WriteOptions {
+        tags: args.tags.clone(),
+        dry_run: args.dry_run,
+        ..WriteOptions::default()
+    };
+    let extra_tags_somewhere = !args.tags.is_empty();
+    let sinks = outputs
+        .iter()
+        .map(|o| {
+            let local = transport::open_sink(o, &WriteOptions::default(), &cx)
+                .map_err(|e| usage(format!("--output: {e}")))?;
+            if local.is_local() {
+                Ok(local)
+            } else {
+                transport::open_sink(o, &write_opts, &cx)
+                    .map_err(|e| usage(format!("--output: {e}")))
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if extra_tags_somewhere && sinks.iter().all(|s| s.is_local()) {
+        return Err(usage(
+            "--tag applies to registry outputs; add -o REGISTRY/REPO:TAG, or tag layouts with oci:DIR:TAG",
+        ));
+    }
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -380,13 +391,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         Some(f) if f.exists() => Lockfile::load(&Lockfile::path_in(&spec.dir))?,
         _ => None,
     };
-    if args.locked
-        && lock.is_none()
-        && spec
-            .base
-            .as_ref()
-            .is_some_and(|(r, _)| *r != Reference::Scratch)
-    {
+    if args.locked && lock.is_none() && spec.base.as_ref().is_some_and(|(r, _)| !r.is_scratch()) {
         return Err(anyhow::anyhow!(
             "--locked: there is no teu.lock beside the spec; run teu lock first"
         ));
@@ -394,29 +399,20 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let opts = BuildOptions {
         store,
         jobs,
-        platforms: Vec::new(),
         defaults,
         no_cache: args.no_cache,
-        lock,
-        locked: args.locked,
-        registry: Some(args.registry.client()?),
+        bases: BaseOptions {
+            platforms: Vec::new(),
+            lock,
+            locked: args.locked,
+            transport: cx.clone(),
+        },
     };
     let say = |line: String| {
         if !args.quiet {
             eprintln!("{line}");
         }
     };
-    if let Some((base @ Reference::Registry(r), origin)) = &spec.base {
-        let locked = opts
-            .lock
-            .as_ref()
-            .is_some_and(|l| l.base(&base.to_string()).is_some());
-        if r.digest.is_none() && !locked {
-            eprintln!(
-                "teu: warning: {origin}: base {r} is not pinned by digest (nor by teu.lock); the build changes when the tag moves"
-            );
-        }
-    }
     let built = build(&spec, &opts)?;
     for w in &built.warnings {
         eprintln!("teu: warning: {w}");
@@ -429,7 +425,7 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     let mut layers = Vec::new();
     for p in &built.platforms {
         let base = match &spec.base {
-            Some((r, _)) if *r != Reference::Scratch => {
+            Some((r, _)) if !r.is_scratch() => {
                 format!(
                     " on {r} ({})",
                     p.base.as_ref().map(|d| d.short()).unwrap_or_default()
@@ -459,24 +455,19 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         }
     }
     let mut reports = Vec::new();
-    let client = opts.registry.as_ref().expect("set above");
-    for out in &outputs {
-        let r = match out {
-            Reference::Registry(dst) => {
-                crate::registry::push_output(client, dst, &args.tags, artifact, &say)?
-            }
-            _ => {
-                let r = write_output(out, artifact).with_context(|| format!("writing {out}"))?;
-                teu_image::maintain::record_root(&opts.store, out, artifact)
-                    .with_context(|| format!("recording {out} as a gc root"))?;
-                r
-            }
-        };
-        say(format!(
-            "teu: wrote {} ({} new)",
-            r.output,
-            bytes(r.bytes_written)
-        ));
+    for (out, sink) in outputs.iter().zip(&sinks) {
+        let r = transport::write_to(sink.as_ref(), artifact, args.dry_run, &cx)
+            .with_context(|| format!("writing {out}"))?;
+        if sink.is_local() {
+            say(format!(
+                "teu: {} {} ({} new)",
+                if r.dry_run { "would write" } else { "wrote" },
+                r.destination,
+                bytes(r.bytes_written)
+            ));
+        } else {
+            print_write(&r, &say);
+        }
         reports.push(r);
     }
     let digest = artifact.digest();

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use teu_image::maintain::{self, GcOptions};
+use teu_image::gc::{self, GcOptions};
 use teu_store::Store;
 
-use crate::report::bytes;
-use crate::UsageError;
+use crate::args::UsageError;
+use crate::output::bytes;
 
 #[derive(Args)]
 #[command(
@@ -120,7 +120,7 @@ pub fn run(args: CacheArgs) -> Result<ExitCode> {
         Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))?;
     match args.command {
         CacheCommand::Du { json } => {
-            let u = maintain::du(&store)?;
+            let u = gc::du(&store)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&u)?);
             } else {
@@ -160,7 +160,7 @@ pub fn run(args: CacheArgs) -> Result<ExitCode> {
                 )
                 .into());
             }
-            let r = maintain::gc(
+            let r = gc::gc(
                 &store,
                 &GcOptions {
                     max_age,
@@ -194,7 +194,7 @@ pub fn run(args: CacheArgs) -> Result<ExitCode> {
         } => {
             let jobs =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let r = maintain::verify(&store, jobs, dry_run)?;
+            let r = gc::verify(&store, jobs, dry_run)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

@@ -5,14 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use teu_image::{lock_bases, BuildOptions};
-use teu_layer::Defaults;
+use teu_build::{lock_bases, BaseOptions};
 use teu_oci::Platform;
 use teu_spec::lock::Lockfile;
-use teu_store::Store;
 
-use crate::build::load_spec;
-use crate::UsageError;
+use super::build::load_spec;
+use crate::args::{usage, RegistryArgs};
 
 #[derive(Args)]
 #[command(
@@ -37,7 +35,7 @@ pub struct LockArgs {
     platforms: Vec<String>,
 
     #[command(flatten)]
-    registry: crate::registry::RegistryArgs,
+    registry: RegistryArgs,
 }
 
 pub fn run(args: LockArgs) -> Result<ExitCode> {
@@ -47,20 +45,17 @@ pub fn run(args: LockArgs) -> Result<ExitCode> {
         .iter()
         .map(|p| {
             p.parse::<Platform>()
-                .map_err(|e| anyhow::Error::new(UsageError(format!("--platform: {e}"))))
+                .map_err(|e| usage(format!("--platform: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
     let path = Lockfile::path_in(&spec.dir);
     let old = Lockfile::load(&path)?;
-    let opts = BuildOptions {
-        store: Store::open(Store::default_root())?,
-        jobs: 1,
+    // Resolving bases reads only their index, manifest and config: no store needed.
+    let opts = BaseOptions {
         platforms,
-        defaults: Defaults::from_env().map_err(anyhow::Error::msg)?,
         lock: old.clone(),
         locked: false,
-        registry: Some(args.registry.client()?),
-        no_cache: false,
+        transport: args.registry.context()?,
     };
     let lock = lock_bases(&spec, &opts, args.update)?;
     let text = lock.to_toml();

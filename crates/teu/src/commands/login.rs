@@ -7,8 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use teu_registry::{Credential, Keychain, Secret};
 
-use super::RegistryArgs;
-use crate::UsageError;
+use crate::args::{RegistryArgs, UsageError};
 
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \

@@ -1,9 +1,7 @@
 //! `teu build` end to end: the bundled example, its golden digest, the stdout/stderr and
 //! `--json` contract, flag-only builds, and layouts that keep other images.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 
 /// The bundled example's digest with SOURCE_DATE_EPOCH unset. A change here means a change

@@ -3,9 +3,7 @@
 //! or corrupt blob is rebuilt, `teu cache verify` removes corrupt blobs and `gc` keeps
 //! what outputs reference. Segmented layers are checked with real decompressors.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -1,11 +1,9 @@
 //! `teu diff` golden outputs and `teu build --verify`.
 //!
-//! Golden files live in tests/golden/. To accept a deliberate change of output, run the
+//! Golden files live in tests/it/golden/. To accept a deliberate change of output, run the
 //! tests with TEU_UPDATE_GOLDEN=1 and review the diff of the golden files.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::path::Path;
 
@@ -42,7 +40,7 @@ fn build(dir: &Path, spec: &str, tag: &str) {
 
 fn golden(name: &str, actual: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
+        .join("tests/it/golden")
         .join(name);
     if std::env::var_os("TEU_UPDATE_GOLDEN").is_some() {
         fs::write(&path, actual).unwrap();

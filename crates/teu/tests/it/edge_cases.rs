@@ -1,9 +1,7 @@
 //! Names and sizes that break naive tar writers: spaces, unicode, non-UTF-8 bytes, paths
 //! over 100 and 255 bytes, empty files, symlinks out of the tree, and a file over 8 GiB.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;

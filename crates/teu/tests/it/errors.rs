@@ -1,9 +1,7 @@
 //! Bad input gets a clear error naming the file, line and key, exits 1 (2 for usage), and
 //! leaves nothing partial in the store or the output.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::path::Path;
 

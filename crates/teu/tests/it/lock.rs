@@ -1,8 +1,6 @@
 //! `teu lock`, and builds that use, refuse or update a lock.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::path::Path;
 

@@ -3,9 +3,7 @@
 //! process with `/usr/bin/time -v` (Debian's `time`), so the test's own memory does not
 //! count.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::io::Write;
 use std::process::Command;

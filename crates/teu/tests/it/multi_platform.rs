@@ -2,9 +2,7 @@
 //! a two-platform base, shared layers stored once, and `--format docker`, checked with
 //! skopeo and umoci.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::path::Path;
 use std::process::Command;

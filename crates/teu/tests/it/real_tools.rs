@@ -2,9 +2,7 @@
 //! unpacks them to a rootfs equal to the sources, and an image built on a base that umoci
 //! made unpacks with the base's files plus the new ones (and without the removed ones).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;

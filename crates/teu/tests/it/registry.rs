@@ -1,13 +1,11 @@
 //! teu against the real CNCF distribution registry on loopback, with a recording and
 //! fault-injecting proxy in front: bytes and requests are counted on the wire.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::registry::{blob_gets, mounts, uploads, Auth, FaultKind, Proxy, Registry};
-use common::{digest, fails, ok, teu, tool};
+use crate::common::registry::{blob_gets, mounts, uploads, Auth, FaultKind, Proxy, Registry};
+use crate::common::{digest, fails, ok, teu, tool};
 
 /// Incompressible bytes, reproducible from `seed`.
 fn random_file(path: &Path, len: usize, seed: u64) {
@@ -20,7 +18,7 @@ fn random_file(path: &Path, len: usize, seed: u64) {
         v.extend_from_slice(&x.to_le_bytes());
     }
     v.truncate(len);
-    common::write(path, &v);
+    crate::common::write(path, &v);
 }
 
 struct Env {
@@ -53,7 +51,7 @@ fn push_base(env: &Env, target: &str, big: usize) -> String {
     let d = env.dir.join("base");
     random_file(&d.join("big.bin"), big, 1);
     random_file(&d.join("small.bin"), 64 << 10, 2);
-    common::write(
+    crate::common::write(
         &d.join("teu.toml"),
         br#"[image]
 base = "scratch"
@@ -73,8 +71,8 @@ copy = [{ src = "small.bin", dest = "/small.bin" }]
 fn app_spec(env: &Env, base: &str, app_text: &str) {
     let d = env.dir.join("app");
     random_file(&d.join("lib.bin"), 256 << 10, 3);
-    common::write(&d.join("app.txt"), app_text.as_bytes());
-    common::write(
+    crate::common::write(&d.join("app.txt"), app_text.as_bytes());
+    crate::common::write(
         &d.join("teu.toml"),
         format!(
             r#"[image]
@@ -168,7 +166,7 @@ fn shallow_base_mounted_layers_and_only_changed_blobs_move() {
     assert!(blob_gets(&log).len() <= 1, "{log:#?}");
 
     // One file changes: its layer and the config go up, nothing else.
-    common::write(&env.dir.join("app/app.txt"), b"v2");
+    crate::common::write(&env.dir.join("app/app.txt"), b"v2");
     let changed = digest(&ok(env.teu().args([
         "build",
         "app",
@@ -242,7 +240,7 @@ fn dry_run_plans_and_moves_nothing_then_tags_and_digest_file() {
         "--json",
     ]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let actions: Vec<&str> = v["push"]["blobs"]
+    let actions: Vec<&str> = v["blobs"]
         .as_array()
         .unwrap()
         .iter()
@@ -255,13 +253,9 @@ fn dry_run_plans_and_moves_nothing_then_tags_and_digest_file() {
         .iter()
         .map(|l| l["size"].as_u64().unwrap())
         .sum();
-    let config_size = v["push"]["blobs"][0]["size"].as_u64().unwrap();
-    assert_eq!(
-        v["push"]["bytes"]["mounted"],
-        layers_size + config_size,
-        "{v:#}"
-    );
-    assert_eq!(v["push"]["bytes"]["uploaded"], 0, "{v:#}");
+    let config_size = v["blobs"][0]["size"].as_u64().unwrap();
+    assert_eq!(v["bytes"]["mounted"], layers_size + config_size, "{v:#}");
+    assert_eq!(v["bytes"]["uploaded"], 0, "{v:#}");
     let (_, err) = fails(env.teu().args(["digest", &format!("{}/other:x", reg.addr)]));
     assert!(err.contains("not found"), "{err}");
 
@@ -304,8 +298,8 @@ fn dry_run_plans_and_moves_nothing_then_tags_and_digest_file() {
 fn app_layout(env: &Env) -> String {
     let d = env.dir.join("plain");
     random_file(&d.join("lib.bin"), 3 << 20, 7);
-    common::write(&d.join("app.txt"), b"fault");
-    common::write(
+    crate::common::write(&d.join("app.txt"), b"fault");
+    crate::common::write(
         &d.join("teu.toml"),
         br#"[image]
 base = "scratch"
@@ -361,10 +355,7 @@ fn pushes_survive_throttling_server_errors_resets_truncation_and_slowness() {
     // Retry-After: 1 was honoured.
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        v["push"]["traffic"]["retries"].as_u64().unwrap() >= 5,
-        "{v:#}"
-    );
+    assert!(v["traffic"]["retries"].as_u64().unwrap() >= 5, "{v:#}");
 
     // Reads: a connection dropped mid-body and a truncated body are resumed, and the
     // result is verified.
@@ -660,7 +651,7 @@ fn copy_between_registries_streams_with_bounded_memory_and_no_disk() {
     );
     for d in ["home", "tmp", "cwd"] {
         assert_eq!(
-            common::count_entries(&clean.path().join(d)),
+            crate::common::count_entries(&clean.path().join(d)),
             0,
             "{d} was written to"
         );
@@ -685,7 +676,7 @@ fn copy_between_registries_streams_with_bounded_memory_and_no_disk() {
 fn token_auth_with_scoped_cached_tokens_and_merged_mount_scopes() {
     const PASSWORD: &str = "tok3n-Pw-xyz";
     let env = Env::new();
-    let ts = common::token_server::TokenServer::start(&env.dir, "bob", PASSWORD);
+    let ts = crate::common::token_server::TokenServer::start(&env.dir, "bob", PASSWORD);
     let reg = Registry::start(Auth::Token {
         realm: ts.realm.clone(),
         cert: ts.cert.clone(),
@@ -729,7 +720,7 @@ fn token_auth_with_scoped_cached_tokens_and_merged_mount_scopes() {
         "--json",
     ]));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mounted = v["push"]["bytes"]["mounted"].as_u64().unwrap();
+    let mounted = v["bytes"]["mounted"].as_u64().unwrap();
     assert!(mounted >= 3 << 20, "{v:#}");
     let reqs = ts.requests.lock().unwrap().clone();
     assert!(
@@ -753,7 +744,7 @@ fn token_auth_with_scoped_cached_tokens_and_merged_mount_scopes() {
 }
 
 /// PATCH requests for blob uploads, with their sizes.
-fn patches(log: &[common::registry::Exchange]) -> Vec<u64> {
+fn patches(log: &[crate::common::registry::Exchange]) -> Vec<u64> {
     log.iter()
         .filter(|e| e.method == "PATCH")
         .map(|e| e.bytes_up)
@@ -871,11 +862,8 @@ fn quirk_artifactory_has_no_mounts_so_blobs_are_streamed() {
     let log = proxy.take_log();
     assert!(!log.iter().any(|e| e.path.contains("mount=")), "{log:#?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["push"]["bytes"]["mounted"], 0);
-    assert!(
-        v["push"]["bytes"]["streamed"].as_u64().unwrap() > MIB,
-        "{v:#}"
-    );
+    assert_eq!(v["bytes"]["mounted"], 0);
+    assert!(v["bytes"]["streamed"].as_u64().unwrap() > MIB, "{v:#}");
 }
 
 #[test]
@@ -903,11 +891,8 @@ fn quirk_harbor_401_on_mount_falls_back_to_streaming_and_quay_mounts_carry_from(
         .iter()
         .all(|e| e.path.contains("from=src") && e.status == 401));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["push"]["bytes"]["mounted"], 0, "{v:#}");
-    assert!(
-        v["push"]["bytes"]["streamed"].as_u64().unwrap() > MIB,
-        "{v:#}"
-    );
+    assert_eq!(v["bytes"]["mounted"], 0, "{v:#}");
+    assert!(v["bytes"]["streamed"].as_u64().unwrap() > MIB, "{v:#}");
 }
 
 #[test]
@@ -917,7 +902,7 @@ fn copy_all_platforms_keeps_the_index_digest() {
     let env = Env::new();
     // gzip layers: skopeo would compress uncompressed ones on the way and change digests.
     random_file(&env.dir.join("mp/lib.bin"), 512 << 10, 9);
-    common::write(
+    crate::common::write(
         &env.dir.join("mp/teu.toml"),
         b"[[layer]]\nname = \"lib\"\ncopy = [{ src = \"lib.bin\", dest = \"/lib.bin\" }]\n",
     );
@@ -1098,7 +1083,7 @@ fn credentials_from_helpers_creds_store_and_podman_auth_files() {
     let config = env.dir.join("docker/config.json");
 
     // credHelpers names the helper for this registry.
-    common::write(
+    crate::common::write(
         &config,
         format!(r#"{{"credHelpers":{{"{}":"teutest"}}}}"#, reg.addr).as_bytes(),
     );
@@ -1113,14 +1098,14 @@ fn credentials_from_helpers_creds_store_and_podman_auth_files() {
     assert!(calls.contains(&format!("get {}", reg.addr)), "{calls}");
 
     // credsStore is asked for every registry.
-    common::write(&config, br#"{"credsStore":"teutest"}"#);
+    crate::common::write(&config, br#"{"credsStore":"teutest"}"#);
     ok(env
         .teu()
         .env("PATH", &path)
         .args(["inspect", &format!("{}/helped:1", reg.addr)]));
 
     // A helper that does not know the registry means anonymous, which this registry refuses.
-    common::write(&config, br#"{"credsStore":"teutest"}"#);
+    crate::common::write(&config, br#"{"credsStore":"teutest"}"#);
     fake_helper(&bin, "teutest", "other.example", "carol", PASSWORD);
     let (code, err) = fails(
         env.teu()
@@ -1135,7 +1120,7 @@ fn credentials_from_helpers_creds_store_and_podman_auth_files() {
     let auth_file = env.dir.join("podman-auth.json");
     use base64::Engine as _;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("carol:{PASSWORD}"));
-    common::write(
+    crate::common::write(
         &auth_file,
         format!(r#"{{"auths":{{"{}":{{"auth":"{token}"}}}}}}"#, reg.addr).as_bytes(),
     );
@@ -1144,7 +1129,7 @@ fn credentials_from_helpers_creds_store_and_podman_auth_files() {
         .env("REGISTRY_AUTH_FILE", &auth_file)
         .args(["inspect", &format!("{}/helped:1", reg.addr)]));
     // And the default podman location under $XDG_RUNTIME_DIR.
-    common::write(
+    crate::common::write(
         &env.dir.join("run/containers/auth.json"),
         &std::fs::read(&auth_file).unwrap(),
     );
@@ -1204,7 +1189,7 @@ fn usage_and_configuration_errors_are_clear() {
         );
     assert_eq!(code, 1);
     assert!(err.contains("--ca-file missing.pem"), "{err}");
-    common::write(&env.dir.join("junk.pem"), b"not a certificate");
+    crate::common::write(&env.dir.join("junk.pem"), b"not a certificate");
     let (code, err) =
         fails(
             env.teu()
@@ -1212,14 +1197,25 @@ fn usage_and_configuration_errors_are_clear() {
         );
     assert_eq!(code, 1);
     assert!(err.contains("junk.pem"), "{err}");
+    // Tags of a layout are its ref.names; a directory that is none is named.
     let (code, err) = fails(env.teu().args(["tags", "oci:dir"]));
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("not a registry reference"), "{err}");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is not an OCI image layout"), "{err}");
+    // teu pull writes to any local destination, and a refused connection is not retried.
+    let started = std::time::Instant::now();
     let (code, err) = fails(
         env.teu()
             .args(["pull", "localhost:1/x:1", "oci-archive:x.tar"]),
     );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not retried"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{err}"
+    );
+    let (code, err) = fails(env.teu().args(["pull", "oci:a", "localhost:1/x:1"]));
     assert_eq!(code, 2, "{err}");
+    assert!(err.contains("local destination"), "{err}");
     let (code, err) = fails(env.teu().args([
         "push",
         "oci:a",
@@ -1231,14 +1227,15 @@ fn usage_and_configuration_errors_are_clear() {
     assert!(err.contains("unknown profile"), "{err}");
     let (code, err) = fails(env.teu().args(["login", "localhost:1", "-u", "a"]));
     assert_eq!(code, 2, "{err}");
-    // Nothing listens on port 1: the error names the registry and gives up after retries.
+    // Nothing listens on port 1: the error names the registry, and a refused connection
+    // is not retried (no retry can mend it).
     let (code, err) = fails(
         env.teu()
-            .args(["digest", "localhost:1/x:1", "--retries", "2"]),
+            .args(["digest", "localhost:1/x:1", "--retries", "5"]),
     );
     assert_eq!(code, 1);
     assert!(
-        err.contains("localhost:1/x") && err.contains("gave up after 2 attempts"),
+        err.contains("localhost:1/x") && err.contains("not retried"),
         "{err}"
     );
 }
@@ -1249,7 +1246,7 @@ fn multi_platform_builds_push_an_index_and_lock_pins_a_registry_base() {
     let env = Env::new();
     push_base(&env, &format!("{}/base:1", reg.addr), 256 << 10);
     random_file(&env.dir.join("mp/lib.bin"), 64 << 10, 11);
-    common::write(
+    crate::common::write(
         &env.dir.join("mp/teu.toml"),
         b"[[layer]]\nname = \"lib\"\ncopy = [{ src = \"lib.bin\", dest = \"/lib.bin\" }]\n",
     );

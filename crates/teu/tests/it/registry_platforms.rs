@@ -2,12 +2,10 @@
 //! image on a two-platform registry base, `--format docker` pushed and read back by
 //! skopeo, and `teu lock` on a registry base.
 
-mod common;
-
 use std::process::Command;
 
-use common::registry::{blob_gets, Auth, Proxy, Registry};
-use common::{digest, fails, ok, teu, tool, write};
+use crate::common::registry::{blob_gets, Auth, Proxy, Registry};
+use crate::common::{digest, fails, ok, teu, tool, write};
 
 fn json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap()

@@ -2,9 +2,7 @@
 //! under another umask, with other file mtimes and permissions, another TZ and locale,
 //! another thread count and an empty store.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

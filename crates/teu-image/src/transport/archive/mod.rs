@@ -1,25 +1,33 @@
-//! Reading images out of `oci-archive` and `docker-archive` files without unpacking them:
-//! the tar is indexed once (name -> offset and size) and blobs are read in place.
+//! `oci-archive:` and `docker-archive:` files, as a source ([`ArchiveSource`]: the tar is
+//! indexed once, name to offset and size, and blobs are read in place) and as a sink
+//! ([`ArchiveSink`], in [`write`]).
 //!
 //! A docker archive that carries an OCI layout (Docker 25+ and teu write one) is read as
 //! OCI. An older one (`manifest.json` with `<id>/layer.tar` files) gets a Docker manifest
 //! made for it, as skopeo does: each layer is hashed once to learn its digest.
 
+mod write;
+
+pub use write::ArchiveSink;
+
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Cursor, Read};
 use std::os::unix::fs::FileExt;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use teu_layer::entry::RangeReader;
 
 use serde::Deserialize;
-use teu_oci::{media_type, Descriptor, Digest, ImageConfig, Index, Manifest, Raw, Sha256Writer};
+use teu_layer::entry::RangeReader;
+use teu_oci::{
+    layout_blob_path, media_type, Descriptor, Digest, ImageConfig, Index, Manifest, Raw,
+    Sha256Writer,
+};
 
+use super::layout::{pick_tag, tags_of};
+use super::{Source, Top};
 use crate::blob::BlobSource;
-use crate::image::{Artifact, Image, Layer};
-use crate::{invalid, io_err, layout, resolve, ImageError};
+use crate::error::{io_err, malformed, not_found, unsupported, ImageError};
 
 /// Where each file of an uncompressed tar is.
 #[derive(Debug)]
@@ -31,13 +39,16 @@ struct TarIndex {
 
 impl TarIndex {
     fn open(path: &Path) -> Result<TarIndex, ImageError> {
-        let file = File::open(path).map_err(io_err(path.display()))?;
+        let file = File::open(path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => not_found(path.display().to_string(), "does not exist"),
+            _ => io_err(path.display())(e),
+        })?;
         let mut magic = [0u8; 4];
         let n = file
             .read_at(&mut magic, 0)
             .map_err(io_err(path.display()))?;
         if n >= 2 && (magic[..2] == [0x1f, 0x8b] || magic == [0x28, 0xb5, 0x2f, 0xfd]) {
-            return Err(invalid(
+            return Err(unsupported(
                 path.display().to_string(),
                 "is compressed; image archives are plain tar files (decompress it first)",
             ));
@@ -45,7 +56,7 @@ impl TarIndex {
         let mut entries = HashMap::new();
         let mut ar = tar::Archive::new(&file);
         let bad = |e: io::Error| {
-            invalid(
+            malformed(
                 path.display().to_string(),
                 format!("is not a valid tar archive: {e}"),
             )
@@ -77,9 +88,9 @@ impl TarIndex {
         let (_, size) = *self
             .entries
             .get(name)
-            .ok_or_else(|| invalid(self.path.display().to_string(), format!("has no {name}")))?;
+            .ok_or_else(|| not_found(self.path.display().to_string(), format!("has no {name}")))?;
         if size > 16 * 1024 * 1024 {
-            return Err(invalid(what, "is too large for a JSON document"));
+            return Err(unsupported(what, "is too large for a JSON document"));
         }
         let mut buf = Vec::new();
         self.reader(name)
@@ -88,29 +99,44 @@ impl TarIndex {
             .map_err(io_err(&what))?;
         Ok(buf)
     }
+
+    fn read_index(&self) -> Result<Raw<Index>, ImageError> {
+        let what = format!("index.json in {}", self.path.display());
+        Raw::parse(self.read_small("index.json")?, &what)
+            .map_err(|e| malformed(&what, e.source.to_string()))
+    }
+
+    fn has_oci_layout(&self) -> bool {
+        self.entries.contains_key("index.json") && self.entries.contains_key("oci-layout")
+    }
 }
 
 /// Blobs inside an archive, found by digest.
 #[derive(Debug)]
-pub struct ArchiveSource {
+pub struct ArchiveBlobs {
     index: TarIndex,
     /// Digest -> entry name, for archives whose layers are not stored by digest.
     names: HashMap<Digest, String>,
+    /// Documents made for a pre-OCI docker archive (its manifest), served from memory.
+    made: HashMap<Digest, Vec<u8>>,
     transport: &'static str,
 }
 
-impl BlobSource for ArchiveSource {
+impl BlobSource for ArchiveBlobs {
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, ImageError> {
+        if let Some(bytes) = self.made.get(digest) {
+            return Ok(Box::new(Cursor::new(bytes.clone())));
+        }
         let name = self
             .names
             .get(digest)
             .cloned()
-            .unwrap_or_else(|| format!("blobs/sha256/{}", digest.hex()));
+            .unwrap_or_else(|| layout_blob_path(digest));
         let (offset, size) = *self
             .index
             .entries
             .get(&name)
-            .ok_or_else(|| invalid(self.name(), format!("has no blob {digest} ({name})")))?;
+            .ok_or_else(|| not_found(self.name(), format!("has no blob {digest} ({name})")))?;
         let file = self
             .index
             .file
@@ -123,27 +149,91 @@ impl BlobSource for ArchiveSource {
     }
 }
 
-/// The image or index tagged `tag` (or the only one) in an OCI archive.
-pub fn read_oci_archive(path: &Path, tag: Option<&str>) -> Result<Artifact, ImageError> {
-    read_oci_in(TarIndex::open(path)?, tag, "oci-archive")
+#[derive(Clone, Copy)]
+enum Kind {
+    Oci,
+    Docker,
 }
 
-fn read_oci_in(
-    index: TarIndex,
-    tag: Option<&str>,
-    transport: &'static str,
-) -> Result<Artifact, ImageError> {
-    let path = index.path.clone();
-    let what = format!("index.json in {}", path.display());
-    let top: Raw<Index> = Raw::parse(index.read_small("index.json")?, &what)
-        .map_err(|e| invalid(&what, e.source.to_string()))?;
-    let desc = layout::pick_tag(&top.value, tag, &path)?.clone();
-    let source: Arc<dyn BlobSource> = Arc::new(ArchiveSource {
-        index,
-        names: HashMap::new(),
-        transport,
-    });
-    resolve::artifact(source, &desc)
+/// `oci-archive:FILE[:TAG]` or `docker-archive:FILE[:NAME:TAG]` as a source.
+pub struct ArchiveSource {
+    path: PathBuf,
+    /// The tag (OCI) or familiar `NAME:TAG` (docker) to read; the only image when `None`.
+    name: Option<String>,
+    kind: Kind,
+}
+
+impl ArchiveSource {
+    pub fn oci(path: &Path, tag: Option<String>) -> ArchiveSource {
+        ArchiveSource {
+            path: path.to_path_buf(),
+            name: tag,
+            kind: Kind::Oci,
+        }
+    }
+
+    pub fn docker(path: &Path, name: Option<String>) -> ArchiveSource {
+        ArchiveSource {
+            path: path.to_path_buf(),
+            name,
+            kind: Kind::Docker,
+        }
+    }
+
+    fn transport(&self) -> &'static str {
+        match self.kind {
+            Kind::Oci => "oci-archive",
+            Kind::Docker => "docker-archive",
+        }
+    }
+
+    fn oci_top(&self, index: TarIndex) -> Result<Top, ImageError> {
+        let top = index.read_index()?;
+        let descriptor = pick_tag(&top.value, self.name.as_deref(), &self.path)?.clone();
+        Ok(Top {
+            blobs: Arc::new(ArchiveBlobs {
+                index,
+                names: HashMap::new(),
+                made: HashMap::new(),
+                transport: self.transport(),
+            }),
+            descriptor,
+        })
+    }
+}
+
+impl Source for ArchiveSource {
+    fn name(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{}:{}:{n}", self.transport(), self.path.display()),
+            None => format!("{}:{}", self.transport(), self.path.display()),
+        }
+    }
+    fn open(&self) -> Result<Top, ImageError> {
+        let index = TarIndex::open(&self.path)?;
+        match self.kind {
+            Kind::Oci => self.oci_top(index),
+            Kind::Docker if index.has_oci_layout() => {
+                match self.oci_top(TarIndex::open(&self.path)?) {
+                    Ok(top) => Ok(top),
+                    Err(_) => docker_top(index, self.name.as_deref()),
+                }
+            }
+            Kind::Docker => docker_top(index, self.name.as_deref()),
+        }
+    }
+    fn tags(&self) -> Result<Vec<String>, ImageError> {
+        let index = TarIndex::open(&self.path)?;
+        match self.kind {
+            Kind::Docker if index.entries.contains_key("manifest.json") => {
+                Ok(docker_entries(&index)?
+                    .into_iter()
+                    .flat_map(|e| e.repo_tags.unwrap_or_default())
+                    .collect())
+            }
+            _ => Ok(tags_of(&index.read_index()?.value)),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -155,33 +245,33 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
-/// The image in a docker archive (the one named `name`, or the first).
-pub fn read_docker_archive(path: &Path, name: Option<&str>) -> Result<Artifact, ImageError> {
-    let index = TarIndex::open(path)?;
-    if index.entries.contains_key("index.json") && index.entries.contains_key("oci-layout") {
-        if let Ok(a) = read_oci_in(TarIndex::open(path)?, name, "docker-archive") {
-            return Ok(a);
-        }
-    }
+fn docker_entries(index: &TarIndex) -> Result<Vec<DockerManifestEntry>, ImageError> {
+    let what = format!("manifest.json in {}", index.path.display());
+    serde_json::from_slice(&index.read_small("manifest.json")?)
+        .map_err(|e| malformed(&what, e.to_string()))
+}
+
+/// The image in a pre-OCI docker archive (the one named `name`, or the first), with a
+/// Docker manifest made for it.
+fn docker_top(index: TarIndex, name: Option<&str>) -> Result<Top, ImageError> {
+    let path = index.path.clone();
     let what = format!("manifest.json in {}", path.display());
-    let entries: Vec<DockerManifestEntry> =
-        serde_json::from_slice(&index.read_small("manifest.json")?)
-            .map_err(|e| invalid(&what, e.to_string()))?;
+    let entries = docker_entries(&index)?;
     let entry = match name {
         Some(n) => entries
             .iter()
             .find(|e| e.repo_tags.iter().flatten().any(|t| t == n))
-            .ok_or_else(|| invalid(&what, format!("names no image {n:?}")))?,
+            .ok_or_else(|| not_found(&what, format!("names no image {n:?}")))?,
         None => entries
             .first()
-            .ok_or_else(|| invalid(&what, "lists no image"))?,
+            .ok_or_else(|| not_found(&what, "lists no image"))?,
     };
     let config_bytes = index.read_small(&entry.config)?;
     let cfg_what = format!("{} in {}", entry.config, path.display());
     let config: Raw<ImageConfig> = Raw::parse(config_bytes, &cfg_what)
-        .map_err(|e| invalid(&cfg_what, e.source.to_string()))?;
+        .map_err(|e| malformed(&cfg_what, e.source.to_string()))?;
     if config.value.rootfs.diff_ids.len() != entry.layers.len() {
-        return Err(invalid(
+        return Err(malformed(
             cfg_what,
             "rootfs.diff_ids and manifest.json's Layers differ in length",
         ));
@@ -189,9 +279,9 @@ pub fn read_docker_archive(path: &Path, name: Option<&str>) -> Result<Artifact, 
     let mut names = HashMap::new();
     let mut descriptors = Vec::new();
     for l in &entry.layers {
-        let mut r = index
-            .reader(l)
-            .ok_or_else(|| invalid(path.display().to_string(), format!("has no layer file {l}")))?;
+        let mut r = index.reader(l).ok_or_else(|| {
+            not_found(path.display().to_string(), format!("has no layer file {l}"))
+        })?;
         let mut head = [0u8; 4];
         let n = r.read(&mut head).map_err(io_err(l))?;
         let mut h = Sha256Writer::new(io::sink());
@@ -212,27 +302,19 @@ pub fn read_docker_archive(path: &Path, name: Option<&str>) -> Result<Artifact, 
         media_type: Some(media_type::DOCKER_MANIFEST.to_string()),
         artifact_type: None,
         config: config.descriptor(media_type::DOCKER_CONFIG),
-        layers: descriptors.clone(),
+        layers: descriptors,
         subject: None,
         annotations: Default::default(),
     });
-    let source: Arc<dyn BlobSource> = Arc::new(ArchiveSource {
-        index,
-        names,
-        transport: "docker-archive",
-    });
-    let layers = descriptors
-        .into_iter()
-        .zip(config.value.rootfs.diff_ids.clone())
-        .map(|(descriptor, diff_id)| Layer {
-            descriptor,
-            diff_id,
-            source: Arc::clone(&source),
-        })
-        .collect();
-    Ok(Artifact::Image(Image {
-        manifest,
-        config,
-        layers,
-    }))
+    let descriptor = manifest.descriptor(media_type::DOCKER_MANIFEST);
+    let made = HashMap::from([(manifest.digest(), manifest.bytes)]);
+    Ok(Top {
+        blobs: Arc::new(ArchiveBlobs {
+            index,
+            names,
+            made,
+            transport: "docker-archive",
+        }),
+        descriptor,
+    })
 }

@@ -1,5 +1,6 @@
-//! `oci-archive` and `docker-archive` outputs: tar files written in one pass, blobs streamed
-//! from wherever they are and verified on the way.
+//! `oci-archive` and `docker-archive` outputs: tar files written in one pass under a
+//! temporary name and renamed when complete, blobs streamed from wherever they are and
+//! verified on the way.
 //!
 //! Both archives are deterministic: entries in path order, owner 0:0, mtime 0, mode 0644
 //! (directories 0755), the same header encoder as layers.
@@ -9,15 +10,106 @@
 //! files, and OCI tools can read the layout. Layers stay compressed; `docker load`
 //! decompresses them itself.
 
-use std::io::Write;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use teu_layer::tar_writer;
-use teu_oci::{Descriptor, Index, Raw, RegistryRef, ANNOTATION_REF_NAME};
+use teu_oci::{layout_blob_path, Descriptor, Index, Raw, RegistryRef, ANNOTATION_REF_NAME};
+use teu_store::atomic::AtomicFile;
+use teu_store::Store;
 
+use crate::blob::copy_verified;
+use crate::error::{io_err, ImageError};
 use crate::image::{Artifact, BlobRef, Image};
-use crate::layout::{copy_verified, OCI_LAYOUT_CONTENT};
-use crate::{io_err, ImageError};
+use crate::transport::layout::{DEFAULT_TAG, OCI_LAYOUT_CONTENT};
+use crate::transport::{from_name, Action, BlobPlan, Sink};
+
+enum Kind {
+    Oci { tag: String },
+    Docker { name: Option<RegistryRef> },
+}
+
+/// `oci-archive:FILE[:TAG]` or `docker-archive:FILE[:NAME:TAG]` as a sink: an archive
+/// always holds every blob, so every blob is copied.
+pub struct ArchiveSink {
+    path: PathBuf,
+    kind: Kind,
+    store: Option<Store>,
+}
+
+impl ArchiveSink {
+    pub fn oci(path: &Path, tag: Option<String>, store: Option<Store>) -> ArchiveSink {
+        ArchiveSink {
+            path: path.to_path_buf(),
+            kind: Kind::Oci {
+                tag: tag.unwrap_or_else(|| DEFAULT_TAG.to_string()),
+            },
+            store,
+        }
+    }
+
+    pub fn docker(path: &Path, name: Option<RegistryRef>, store: Option<Store>) -> ArchiveSink {
+        ArchiveSink {
+            path: path.to_path_buf(),
+            kind: Kind::Docker { name },
+            store,
+        }
+    }
+}
+
+impl Sink for ArchiveSink {
+    fn name(&self) -> String {
+        match &self.kind {
+            Kind::Oci { tag } => format!("oci-archive:{}:{tag}", self.path.display()),
+            Kind::Docker { name: Some(n) } => {
+                format!("docker-archive:{}:{}", self.path.display(), n.familiar())
+            }
+            Kind::Docker { name: None } => format!("docker-archive:{}", self.path.display()),
+        }
+    }
+    fn is_local(&self) -> bool {
+        true
+    }
+    fn tags(&self) -> Vec<String> {
+        match &self.kind {
+            Kind::Oci { tag } => vec![tag.clone()],
+            Kind::Docker { name } => name.iter().map(RegistryRef::familiar).collect(),
+        }
+    }
+    fn plan(&self, artifact: &Artifact) -> Result<Vec<BlobPlan>, ImageError> {
+        Ok(artifact
+            .content_blobs()
+            .into_iter()
+            .map(|(d, b)| BlobPlan {
+                digest: d.digest.clone(),
+                size: d.size,
+                action: Action::Copy,
+                from: from_name(&b),
+                mount_from: None,
+            })
+            .collect())
+    }
+    fn write(&self, artifact: &Artifact, _plan: &mut [BlobPlan]) -> Result<u64, ImageError> {
+        let path = &self.path;
+        let mut f = AtomicFile::create(path).map_err(io_err(path.display()))?;
+        let n = {
+            let mut w = BufWriter::with_capacity(1 << 20, &mut f);
+            let n = match &self.kind {
+                Kind::Oci { tag } => write_oci_archive(&mut w, Some(tag), artifact)?,
+                Kind::Docker { name } => write_docker_archive(&mut w, name.as_ref(), artifact)?,
+            };
+            w.into_inner()
+                .map_err(|e| io_err(path.display())(e.into_error()))?;
+            n
+        };
+        f.commit().map_err(io_err(path.display()))?;
+        if let Some(store) = &self.store {
+            crate::gc::record_root(store, path, &self.name(), artifact)?;
+        }
+        Ok(n)
+    }
+}
 
 struct TarOut<'a> {
     out: &'a mut dyn Write,
@@ -47,7 +139,7 @@ impl TarOut<'_> {
     }
 
     fn blob(&mut self, desc: &Descriptor, blob: &BlobRef) -> Result<(), ImageError> {
-        let name = format!("blobs/sha256/{}", desc.digest.hex());
+        let name = layout_blob_path(&desc.digest);
         self.raw(&tar_writer::file_header(
             name.as_bytes(),
             desc.size,
@@ -89,7 +181,7 @@ fn index_for(artifact: &Artifact, tag: Option<&str>) -> Raw<Index> {
 }
 
 /// Write an OCI archive (a tar of an OCI layout) of `image`, tagged `tag`.
-pub fn write_oci_archive(
+fn write_oci_archive(
     out: &mut dyn Write,
     tag: Option<&str>,
     artifact: &Artifact,
@@ -116,14 +208,14 @@ struct DockerManifestEntry {
 /// Write a `docker save` archive of `image`, named `name` (for `RepoTags`) when given.
 /// The OCI part holds every platform; Docker's `manifest.json` names one image (a daemon
 /// loads one platform): the index's first, so the archive does not depend on the host.
-pub fn write_docker_archive(
+fn write_docker_archive(
     out: &mut dyn Write,
     name: Option<&RegistryRef>,
     artifact: &Artifact,
 ) -> Result<u64, ImageError> {
     let image: &Image = artifact.images()[0];
     let familiar = name.map(|n| n.familiar());
-    let blob_path = |d: &Descriptor| format!("blobs/sha256/{}", d.digest.hex());
+    let blob_path = |d: &Descriptor| layout_blob_path(&d.digest);
     let manifest = vec![DockerManifestEntry {
         config: blob_path(&image.manifest.value.config),
         repo_tags: familiar.iter().cloned().collect(),

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: running the teu binary with its own store,
 //! finding real tools (a missing tool fails the test: scripts/test installs them), and
 //! comparing trees.
+
 #![allow(dead_code)]
 
 pub mod registry;
