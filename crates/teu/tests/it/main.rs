@@ -16,3 +16,4 @@ mod real_tools;
 mod registry;
 mod registry_platforms;
 mod reproducible;
+mod transports;

@@ -4,8 +4,7 @@
 
 #![allow(dead_code)]
 
-pub mod registry;
-pub mod token_server;
+pub use teu_testkit::{registry, token_server, tool};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -74,19 +73,6 @@ pub fn digest(out: &Output) -> String {
         "not a digest: {s:?}"
     );
     last
-}
-
-/// The path of a real tool. A missing tool fails the test: nothing is skipped silently.
-#[track_caller]
-pub fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{name} is not installed: run scripts/test, which installs the tools the tests use");
 }
 
 /// Copy a tree keeping symlinks, exec bits and hard links, but not mtimes.

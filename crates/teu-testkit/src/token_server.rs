@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
-use super::tool;
+use crate::tool;
 
 /// (user or "anonymous", scopes) per token request.
 pub type Requests = Arc<Mutex<Vec<(String, Vec<String>)>>>;

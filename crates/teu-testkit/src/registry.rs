@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::tool;
+use crate::tool;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
