@@ -85,7 +85,7 @@ pub fn read_verified(source: &dyn BlobSource, desc: &Descriptor) -> Result<Vec<u
 }
 
 fn parse<T: serde::de::DeserializeOwned>(bytes: Vec<u8>, name: &str) -> Result<Raw<T>, ImageError> {
-    Raw::parse(bytes, name).map_err(|e| malformed(name, e.source.to_string()))
+    Ok(Raw::parse(bytes, name)?)
 }
 
 fn read_index(source: &dyn BlobSource, desc: &Descriptor) -> Result<Raw<Index>, ImageError> {

@@ -8,13 +8,15 @@
 //! [`Origin`] with the same position, so errors found later (a missing source file, two
 //! entries claiming one path) name the spec line too.
 
+mod error;
 pub mod lock;
 mod raw;
+
+pub use error::SpecError;
 
 pub use raw::check_port;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -197,26 +199,6 @@ impl Item {
             | Item::Tar { origin, .. }
             | Item::Remove { origin, .. } => origin,
         }
-    }
-}
-
-/// A spec error, with where it is.
-#[derive(Debug, thiserror::Error)]
-pub struct SpecError {
-    /// `file:line:column`, or `command line`.
-    pub at: String,
-    /// The key, like `layer[0].copy[1].mode`.
-    pub key: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.at)?;
-        if let Some(k) = &self.key {
-            write!(f, "{k}: ")?;
-        }
-        f.write_str(&self.message)
     }
 }
 

@@ -11,6 +11,9 @@
 //! files), because every sink needs it.
 
 pub mod atomic;
+mod error;
+
+pub use error::StoreError;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -18,28 +21,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use teu_oci::{Digest, Sha256Writer};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("blob digest mismatch: expected {expected}, got {actual} ({size} bytes); the blob was discarded")]
-    DigestMismatch {
-        expected: Digest,
-        actual: Digest,
-        size: u64,
-    },
-    #[error("blob {digest}: expected {expected} bytes, got {actual}; the blob was discarded")]
-    SizeMismatch {
-        digest: Digest,
-        expected: u64,
-        actual: u64,
-    },
-}
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {

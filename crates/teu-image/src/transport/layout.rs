@@ -122,8 +122,7 @@ fn read_index(dir: &Path) -> Result<Raw<Index>, ImageError> {
     }
     let index_path = dir.join("index.json");
     let index_bytes = fs::read(&index_path).map_err(io_err(index_path.display()))?;
-    Raw::parse(index_bytes, index_path.display().to_string())
-        .map_err(|e| malformed(index_path.display().to_string(), e.source.to_string()))
+    Raw::parse(index_bytes, index_path.display().to_string()).map_err(ImageError::from)
 }
 
 fn ref_name(d: &Descriptor) -> Option<&str> {
@@ -312,11 +311,7 @@ fn write_into(
     }
     let index_path = dir.join("index.json");
     let mut index = match fs::read(&index_path) {
-        Ok(b) => {
-            Raw::<Index>::parse(b, index_path.display().to_string())
-                .map_err(|e| malformed(index_path.display().to_string(), e.source.to_string()))?
-                .value
-        }
+        Ok(b) => Raw::<Index>::parse(b, index_path.display().to_string())?.value,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Index::new(),
         Err(e) => return Err(io_err(index_path.display())(e)),
     };

@@ -102,8 +102,7 @@ impl TarIndex {
 
     fn read_index(&self) -> Result<Raw<Index>, ImageError> {
         let what = format!("index.json in {}", self.path.display());
-        Raw::parse(self.read_small("index.json")?, &what)
-            .map_err(|e| malformed(&what, e.source.to_string()))
+        Ok(Raw::parse(self.read_small("index.json")?, &what)?)
     }
 
     fn has_oci_layout(&self) -> bool {
@@ -268,8 +267,7 @@ fn docker_top(index: TarIndex, name: Option<&str>) -> Result<Top, ImageError> {
     };
     let config_bytes = index.read_small(&entry.config)?;
     let cfg_what = format!("{} in {}", entry.config, path.display());
-    let config: Raw<ImageConfig> = Raw::parse(config_bytes, &cfg_what)
-        .map_err(|e| malformed(&cfg_what, e.source.to_string()))?;
+    let config: Raw<ImageConfig> = Raw::parse(config_bytes, &cfg_what)?;
     if config.value.rootfs.diff_ids.len() != entry.layers.len() {
         return Err(malformed(
             cfg_what,
