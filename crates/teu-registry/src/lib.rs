@@ -23,7 +23,7 @@ mod token;
 mod verify;
 
 pub use auth::{Credential, Keychain, Secret};
-pub use blobs::{BlobReader, MountOutcome};
+pub use blobs::{cancel_open_uploads, BlobReader, MountOutcome};
 pub use client::{Client, ClientOptions, Counters, Traffic};
 pub(crate) use error::invalid;
 pub use error::RegistryError;

@@ -12,12 +12,12 @@
 
 pub mod atomic;
 mod error;
+pub mod lock;
 
 pub use error::StoreError;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use teu_oci::{Digest, Sha256Writer};
@@ -28,6 +28,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
         source,
     }
 }
+
+/// Partial blobs in `tmp/`: each is locked by its writer while it lives.
+const BLOB_TMP_PREFIX: &str = "blob-";
 
 /// A content-addressed blob store rooted at one directory.
 #[derive(Clone, Debug)]
@@ -47,12 +50,16 @@ impl Store {
     }
 
     /// Open (creating if needed) the store at `root`.
+    /// Partial blobs that no live process owns (a killed build's) are removed.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
         for dir in [root.join("blobs/sha256"), root.join("tmp")] {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
-        Ok(Store { root })
+        let store = Store { root };
+        let tmp = store.tmp_dir();
+        lock::remove_unowned(&tmp, BLOB_TMP_PREFIX).map_err(io_err(&tmp))?;
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {
@@ -81,11 +88,7 @@ impl Store {
     /// A writer for a new blob. Nothing is visible under `blobs/` until [`BlobWriter::commit`].
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
         let dir = self.tmp_dir();
-        let tmp = tempfile::Builder::new()
-            .prefix("blob-")
-            .permissions(fs::Permissions::from_mode(0o644))
-            .tempfile_in(&dir)
-            .map_err(io_err(&dir))?;
+        let tmp = lock::locked_temp_file(&dir, BLOB_TMP_PREFIX).map_err(io_err(&dir))?;
         Ok(BlobWriter {
             store: self.clone(),
             out: Sha256Writer::new(io::BufWriter::with_capacity(256 * 1024, tmp)),

@@ -69,6 +69,7 @@ enum Command {
 
 fn main() -> ExitCode {
     output::die_quietly_on_closed_stdout();
+    output::close_uploads_on_interrupt();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => build::run(*args),

@@ -9,6 +9,7 @@ mod common;
 mod diff_verify;
 mod edge_cases;
 mod errors;
+mod hostile;
 mod lock;
 mod memory;
 mod multi_platform;
