@@ -10,6 +10,7 @@ mod diff;
 mod lock;
 mod registry;
 mod report;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -59,6 +60,7 @@ enum Command {
     Login(registry::login::LoginArgs),
     /// Remove stored registry credentials
     Logout(registry::login::LogoutArgs),
+    Serve(serve::ServeArgs),
 }
 
 /// An error in how teu was called (exit code 2), as opposed to a failure doing the work.
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Tags(args) => registry::inspect::tags(args),
         Command::Login(args) => registry::login::login(args),
         Command::Logout(args) => registry::login::logout(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,
