@@ -70,9 +70,17 @@ pub fn sha512(b: &[u8]) -> String {
 }
 
 fn wait_http(addr: &str, what: &str, log: &Path) {
+    wait_listening(addr, what, log, true)
+}
+
+/// Wait until `addr` accepts connections (and, with `http`, answers plain HTTP).
+fn wait_listening(addr: &str, what: &str, log: &Path, http: bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(mut s) = TcpStream::connect(addr) {
+            if !http {
+                return;
+            }
             let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
             let mut buf = [0u8; 8];
             if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
@@ -220,6 +228,7 @@ pub struct Server {
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    tls: bool,
 }
 
 impl Server {
@@ -248,6 +257,7 @@ impl Server {
             config,
             log,
             child: None,
+            tls: extra.contains("tls_cert"),
         };
         s.spawn();
         s
@@ -266,7 +276,7 @@ impl Server {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        wait_http(&self.addr, "teu serve", &self.log);
+        wait_listening(&self.addr, "teu serve", &self.log, !self.tls);
     }
 
     /// SIGKILL: no shutdown code runs.

@@ -424,3 +424,60 @@ fn fs_server_killed_mid_upload_restarts_intact() {
 fn s3_server_killed_mid_upload_restarts_intact() {
     killed_mid_upload(Backend::S3);
 }
+
+#[test]
+fn tls_with_a_self_signed_certificate() {
+    let st = Storage::new(Backend::Fs);
+    let (cert, key) = (
+        st.dir.path().join("cert.pem"),
+        st.dir.path().join("key.pem"),
+    );
+    let out = Command::new(tool("openssl"))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = Server::start_with(
+        &st,
+        &format!(
+            "tls_cert = {:?}\ntls_key = {:?}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    let curl = |url: String| {
+        let out = Command::new(tool("curl"))
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&cert)
+            .arg(url)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(curl(format!("https://{}/v2/", s.addr)), "200");
+    assert_eq!(curl(format!("https://{}/v2/x/tags/list", s.addr)), "404");
+}
