@@ -353,7 +353,11 @@ impl Registry {
             ));
         }
         let body_type = doc.get("mediaType").and_then(Value::as_str);
-        let header_type = content_type.filter(|t| !t.is_empty());
+        // A generic Content-Type (some clients send application/json) says nothing; the
+        // body's mediaType decides then. Parameters (`; charset=…`) are not part of it.
+        let header_type = content_type
+            .map(|t| t.split(';').next().unwrap_or("").trim())
+            .filter(|t| !matches!(*t, "" | "application/json" | "application/octet-stream"));
         if let (Some(b), Some(h)) = (body_type, header_type) {
             if b != h {
                 return Err(ApiError::manifest_invalid(format!(

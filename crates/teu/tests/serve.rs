@@ -91,6 +91,7 @@ fn config_errors_are_usage_errors() {
     let (code, err) = fails(teu(tmp.path()).args(["serve", "--config"]).arg(&cfg));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("unknown field"), "{err}");
+    // Refused while the settings are checked, before anything is bound.
     let (code, err) = fails(
         teu(tmp.path())
             .args(["serve", "--listen", "0.0.0.0:0", "--storage"])

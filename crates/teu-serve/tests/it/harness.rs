@@ -287,6 +287,17 @@ impl Server {
         }
     }
 
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let st = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        c.wait().unwrap()
+    }
+
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();

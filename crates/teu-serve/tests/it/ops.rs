@@ -1,7 +1,7 @@
 //! Operations: auth, read-only, metrics, gc, several servers on one bucket, and a server
 //! killed with SIGKILL in the middle of uploads.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
@@ -480,4 +480,39 @@ fn tls_with_a_self_signed_certificate() {
     };
     assert_eq!(curl(format!("https://{}/v2/", s.addr)), "200");
     assert_eq!(curl(format!("https://{}/v2/x/tags/list", s.addr)), "404");
+}
+
+#[test]
+fn sigterm_lets_a_download_in_flight_finish() {
+    let st = Storage::new(Backend::Fs);
+    let mut s = Server::start(&st);
+    let data: Vec<u8> = (0..24_000_000u32).map(|i| (i % 241) as u8).collect();
+    let d = push_blob(&s, "drain", &data);
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+    write!(
+        conn,
+        "GET /v2/drain/blobs/{d} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        s.addr
+    )
+    .unwrap();
+    let mut first = vec![0u8; 65536];
+    conn.read_exact(&mut first).unwrap();
+    // The server is still writing (the socket buffers hold a few MB of 24) when it is told to stop.
+    let status = std::thread::scope(|sc| {
+        let stopping = sc.spawn(|| s.terminate());
+        std::thread::sleep(Duration::from_millis(300));
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).unwrap();
+        first.extend_from_slice(&rest);
+        stopping.join().unwrap()
+    });
+    assert!(status.success(), "{status:?}");
+    let text = String::from_utf8_lossy(&first[..200]).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body_at = first.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(
+        sha256(&first[body_at..]),
+        d,
+        "the whole blob arrived after SIGTERM"
+    );
 }
