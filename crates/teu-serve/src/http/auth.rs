@@ -83,7 +83,11 @@ impl Auth {
             )
             .with_header("WWW-Authenticate", "Basic realm=\"teu\"".to_string())
         };
-        if let Some(h) = headers.get("authorization").and_then(|h| h.to_str().ok()) {
+        let given = headers
+            .get("authorization")
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !is_empty_basic(h));
+        if let Some(h) = given {
             if !self.users.is_empty() {
                 let user = self.verify(h).ok_or_else(challenge)?;
                 return Ok(Some(user));
@@ -125,4 +129,10 @@ impl Auth {
             None
         }
     }
+}
+
+/// `Basic Og==` (an empty user and password), which some clients send after a challenge
+/// when they have no credentials: anonymous, not a failed login.
+fn is_empty_basic(h: &str) -> bool {
+    matches!(h.trim(), "Basic Og==" | "basic Og==" | "Basic" | "Basic ")
 }

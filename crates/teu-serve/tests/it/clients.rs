@@ -239,3 +239,51 @@ fn containerd_pulls_with_plain_http() {
         "containerd records the index digest: {line}"
     );
 }
+
+#[test]
+fn skopeo_pushes_with_credentials_and_pulls_anonymously() {
+    let st = Storage::new(Backend::Fs);
+    let out = Command::new(tool("htpasswd"))
+        .args(["-Bbn", "ci", "pushpass"])
+        .output()
+        .unwrap();
+    let users = st.dir.path().join("users");
+    std::fs::write(&users, &out.stdout).unwrap();
+    let s = Server::start_with(
+        &st,
+        &format!(
+            "[auth]\nhtpasswd = {:?}\nanonymous = \"read\"\n",
+            users.display().to_string()
+        ),
+    );
+    let layout = st.dir.path().join("in");
+    let index = make_layout(&layout);
+    let auth_file = st.dir.path().join("auth.json");
+    std::fs::write(&auth_file, "{}").unwrap();
+    let skopeo = || {
+        let mut c = Command::new(tool("skopeo"));
+        c.env("REGISTRY_AUTH_FILE", &auth_file);
+        c
+    };
+    let src = format!("oci:{}:latest", layout.display());
+    let dest = format!("docker://{}/open/app:v1", s.addr);
+    // Without credentials the push is refused...
+    let out = skopeo()
+        .args(["copy", "--all", "--dest-tls-verify=false", &src, &dest])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an anonymous push went through");
+    // ...with them it goes through, and anyone can pull.
+    run_ok(skopeo().args([
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "ci:pushpass",
+        &src,
+        &dest,
+    ]));
+    let raw = run_ok(skopeo().args(["inspect", "--raw", "--tls-verify=false", &dest]));
+    assert_eq!(sha256(raw.as_bytes()), index);
+    assert!(!s.log().contains("pushpass"));
+}
