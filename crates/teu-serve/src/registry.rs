@@ -32,6 +32,9 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 /// Manifests larger than this are refused (distribution and zot use the same 4 MiB).
 pub const MAX_MANIFEST: usize = 4 << 20;
 
+/// How many upload sessions keep a running hash in memory (~0.3 KiB each).
+const MAX_RUNNING_HASHES: usize = 4096;
+
 pub struct Registry {
     pub storage: Arc<dyn Storage>,
     /// sha256 state of uploads whose bytes streamed through this process, so committing
@@ -232,11 +235,11 @@ impl Registry {
         match self.storage.upload_append(id, offset, body).await {
             Ok(size) => {
                 if let Some((n, h)) = seen.lock().unwrap().take() {
-                    if offset + n == size {
-                        self.running
-                            .lock()
-                            .unwrap()
-                            .insert(id.to_string(), (size, h));
+                    let mut running = self.running.lock().unwrap();
+                    // Bounded: abandoned sessions must not grow memory; past the bound
+                    // the commit simply re-reads the bytes.
+                    if offset + n == size && running.len() < MAX_RUNNING_HASHES {
+                        running.insert(id.to_string(), (size, h));
                     }
                 }
                 Ok(size)

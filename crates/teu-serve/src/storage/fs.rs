@@ -128,22 +128,19 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<Entry>) -> std::io::Result<()> {
 /// straight into the buffer that is sent (tokio's `File` would copy it once more), and
 /// memory per client stays at about three chunks whatever the blob size.
 fn read_ahead(f: std::fs::File, range: Range<u64>) -> ByteStream {
-    use std::os::unix::fs::FileExt;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
     tokio::task::spawn_blocking(move || {
         let mut pos = range.start;
         while pos < range.end {
             let want = READ_CHUNK.min((range.end - pos) as usize);
-            let mut buf = bytes::BytesMut::zeroed(want);
-            let r = match f.read_at(&mut buf, pos) {
-                Ok(0) => Err(std::io::Error::new(
+            let r = match pread(&f, want, pos) {
+                Ok(buf) if buf.is_empty() => Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "blob shrank while read",
                 )),
-                Ok(n) => {
-                    pos += n as u64;
-                    buf.truncate(n);
-                    Ok(buf.freeze())
+                Ok(buf) => {
+                    pos += buf.len() as u64;
+                    Ok(buf)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => Err(e),
@@ -156,6 +153,31 @@ fn read_ahead(f: std::fs::File, range: Range<u64>) -> ByteStream {
         }
     });
     Box::pin(tokio_stream_from(rx))
+}
+
+/// Read up to `len` bytes at `offset` into a fresh buffer without zeroing it first (at
+/// gigabytes per second the memset is a measurable share of the cost).
+fn pread(f: &std::fs::File, len: usize, offset: u64) -> std::io::Result<Bytes> {
+    use std::os::fd::AsRawFd;
+    let mut buf = bytes::BytesMut::with_capacity(len);
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: pread(2) writes at most `len` bytes into the buffer's spare capacity, which
+    // holds at least `len`; only the `n` bytes it reports as written are then marked
+    // initialised.
+    let n = unsafe {
+        libc::pread(
+            f.as_raw_fd(),
+            spare.as_mut_ptr().cast::<libc::c_void>(),
+            len,
+            offset as libc::off_t,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: see above; n <= len <= capacity.
+    unsafe { buf.set_len(n as usize) };
+    Ok(buf.freeze())
 }
 
 fn tokio_stream_from(
