@@ -57,8 +57,8 @@ pub struct ServeArgs {
     /// Require basic auth from users in this htpasswd file (bcrypt: htpasswd -B)
     #[arg(long, value_name = "FILE")]
     htpasswd: Option<PathBuf>,
-    /// With --htpasswd: let anyone pull; pushing still needs credentials
-    #[arg(long, requires = "htpasswd")]
+    /// With an htpasswd file: let anyone pull; pushing still needs credentials
+    #[arg(long)]
     anonymous_read: bool,
     /// Refuse every push and delete
     #[arg(long)]
