@@ -8,7 +8,7 @@
 #
 # Measured for each registry, started fresh on an empty directory:
 #   push       skopeo copy oci:LAYOUT docker://REG/big:1 (5 uncompressible layers)
-#   cold pull  skopeo copy docker://REG/big:1 oci:OUT into an empty OUT
+#   cold pull  skopeo copy docker://REG/big:1 oci:OUT into an empty OUT (after a sync)
 #   warm pull  the same again into the same OUT (skopeo finds the blobs there)
 #   GET x1     one curl of a 1 GiB blob (already in the server's page cache), MB/s
 #   GET x16    16 curls of that blob at once, total MB/s
@@ -60,6 +60,9 @@ with open(blob, "wb") as f:
         f.write(r.randbytes(1048576))
 PY
 blob_digest="sha256:$(sha256sum "$work/blob" | cut -d' ' -f1)"
+# Flush the inputs' dirty pages now, so their write-back does not land in whichever
+# registry's timings happen to run first (it did: the first cold pull paid for it).
+sync
 
 wait_up() { for _ in $(seq 200); do curl -fs -o /dev/null "http://$1/v2/" && return 0; sleep 0.05; done; echo "registry $1 did not start" >&2; exit 1; }
 
@@ -70,9 +73,11 @@ bench() {
   "start_$name"
   wait_up "$addr"
   local t0 t1
+  sync
   t0=$(now); skopeo copy -q --dest-tls-verify=false "oci:$work/layout:1" "docker://$addr/big:1"; t1=$(now)
   result[$name,push]=$(python3 -c "print(f'{$t1-$t0:.2f}')")
   rm -rf "$work/out"
+  sync
   t0=$(now); skopeo copy -q --src-tls-verify=false "docker://$addr/big:1" "oci:$work/out:1"; t1=$(now)
   result[$name,cold]=$(python3 -c "print(f'{$t1-$t0:.2f}')")
   t0=$(now); skopeo copy -q --src-tls-verify=false "docker://$addr/big:1" "oci:$work/out:1"; t1=$(now)
@@ -99,6 +104,7 @@ bench() {
   result[$name,get16]=$(python3 -c "print(f'{16*$BLOB_MIB*1048576/($t1-$t0)/1e6:.0f}')")
   result[$name,rss]=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
   kill "$pid"; wait "$pid" 2>/dev/null || true
+  rm -rf "$work/out"
 }
 
 start_teu() {
@@ -122,8 +128,8 @@ YML
   docker-registry serve "$work/registry.yml" 2>"$work/dist.log" & pid=$!; pids+=($pid)
 }
 
-bench teu
-bench distribution
+# ORDER="distribution teu" runs distribution first, to check that order does not matter.
+for r in ${ORDER:-teu distribution}; do bench "$r"; done
 
 python3 - "$IMAGE_MIB" "$BLOB_MIB" \
   "${result[teu,push]}" "${result[distribution,push]}" \
