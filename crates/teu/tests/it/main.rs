@@ -17,4 +17,5 @@ mod real_tools;
 mod registry;
 mod registry_platforms;
 mod reproducible;
+mod serve;
 mod transports;
