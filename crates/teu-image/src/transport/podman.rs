@@ -1,0 +1,47 @@
+//! `podman:NAME[:TAG]` (skopeo's `containers-storage:NAME[:TAG]` too): an image loaded
+//! into podman through its service's Docker-compatible API, never by writing
+//! containers-storage's files (whose locking and layout are podman's business).
+//!
+//! The socket is `$CONTAINER_HOST` (`unix://PATH`, podman's own variable), else the
+//! rootful `/run/podman/podman.sock`, else the rootless `$XDG_RUNTIME_DIR/podman/podman.sock`
+//! (`systemctl [--user] start podman.socket`, or `podman system service --time=0`).
+//!
+//! Plan: `GET /images/sha256:<config>/json`: podman's image ID is the config digest, so an
+//! image it has is only tagged and no blob moves. Otherwise the whole docker archive
+//! (OCI layout plus `manifest.json`) is streamed into `POST /images/load`; podman reads it
+//! as an OCI archive and names the image from `index.json`'s `io.containerd.image.name`.
+//! podman's loader needs every blob the index names, so, unlike Docker, layers it already
+//! holds are still sent (it does not unpack them twice).
+
+use std::path::PathBuf;
+
+use teu_oci::RegistryRef;
+
+use super::docker_daemon::{ping_at, unix_path, DockerDaemonSink, Flavor};
+
+/// podman's service socket, by the rules above (the first that exists among the
+/// defaults, so the error names the rootful one when neither does).
+pub fn socket() -> Result<PathBuf, String> {
+    if let Ok(h) = std::env::var("CONTAINER_HOST") {
+        if !h.is_empty() {
+            return unix_path(&h);
+        }
+    }
+    let rootful = PathBuf::from("/run/podman/podman.sock");
+    let rootless =
+        std::env::var_os("XDG_RUNTIME_DIR").map(|d| PathBuf::from(d).join("podman/podman.sock"));
+    match rootless {
+        Some(p) if !rootful.exists() && p.exists() => Ok(p),
+        _ => Ok(rootful),
+    }
+}
+
+/// Whether podman's service answers on [`socket`].
+pub fn ping() -> Result<(), String> {
+    ping_at(&socket()?)
+}
+
+/// The sink for `podman:NAME`.
+pub fn podman_sink(name: &RegistryRef) -> DockerDaemonSink {
+    DockerDaemonSink::with_flavor(Flavor::Podman, socket(), name)
+}
