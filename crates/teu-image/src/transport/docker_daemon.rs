@@ -249,6 +249,7 @@ impl DockerDaemonSink {
                         w,
                         Some(&self.name),
                         &Artifact::Image(image.clone()),
+                        omit,
                     ),
                 }
                 .map(|_| ())
@@ -304,11 +305,9 @@ impl Sink for DockerDaemonSink {
             .json(&format!("/images/sha256:{}/json", config.hex()))?
             .is_some();
         let diff_ids = &image.config.value.rootfs.diff_ids;
-        let held = match (existing, self.flavor) {
-            (true, _) => image.layers.len(),
-            (false, Flavor::Docker) => self.held_prefix(diff_ids)?,
-            // podman's loader needs every layer file: only a whole image is skipped.
-            (false, Flavor::Podman) => 0,
+        let held = match existing {
+            true => image.layers.len(),
+            false => self.held_prefix(diff_ids)?,
         };
         let mut planned = Planned {
             image: index,
@@ -357,6 +356,7 @@ impl Sink for DockerDaemonSink {
         let image = artifact.images()[planned.image];
         let config = &image.manifest.value.config.digest;
         let id = format!("sha256:{}", config.hex());
+        let mut retried = None;
         let (sent, how) = if planned.existing {
             let repo = match self.flavor {
                 Flavor::Docker => self
@@ -378,7 +378,20 @@ impl Sink for DockerDaemonSink {
             }
             (0, "tagged")
         } else {
-            (self.load_stream(image, &planned.omit)?, "loaded")
+            match self.load_stream(image, &planned.omit) {
+                Ok(n) => (n, "loaded"),
+                // podman reuses a layer it holds by its compressed digest; one it holds
+                // only by diff ID (loaded uncompressed, say) it cannot, and says so: send
+                // everything then.
+                Err(e) if self.flavor == Flavor::Podman && !planned.omit.is_empty() => {
+                    retried = Some(e.to_string());
+                    for p in plan.iter_mut() {
+                        p.action = Action::Copy;
+                    }
+                    (self.load_stream(image, &HashSet::new())?, "loaded")
+                }
+                Err(e) => return Err(e),
+            }
         };
         // What the name points at now.
         let name = self.engine_name();
@@ -407,6 +420,11 @@ impl Sink for DockerDaemonSink {
             warnings.push(format!(
                 "{} keeps the image as its config digest {id} (the image ID); the manifest digest {manifest} is not kept (RepoDigests is empty)",
                 self.flavor.engine()
+            ));
+        }
+        if let Some(e) = retried {
+            warnings.push(format!(
+                "the load without the layers podman holds failed ({e}); sent every layer"
             ));
         }
         if artifact.images().len() > 1 {

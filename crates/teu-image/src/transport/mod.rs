@@ -11,7 +11,7 @@
 //! | `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:NAME:TAG]` | [`archive`] | the tar indexed once, blobs read in place | one tar, written under a temporary name |
 //! | `HOST/REPO[:TAG\|@DIGEST]`, `docker://…` | [`registry`] | manifests, blobs streamed on demand | the push planner: skip, mount, stream, upload |
 //! | `docker-daemon:NAME[:TAG]` | [`docker_daemon`] | — | tag an image it has; else stream a docker archive of only the layers it lacks into `POST /images/load` |
-//! | `podman:NAME[:TAG]`, `containers-storage:…` | [`podman`] | — | podman's Docker-compatible service: tag an image it has, else stream the archive |
+//! | `podman:NAME[:TAG]`, `containers-storage:…` | [`podman`] | — | podman's Docker-compatible service: tag an image it has, else stream the archive without the layers it holds |
 //! | `containerd:[NAMESPACE/]NAME[:TAG]` | [`containerd`] | — | the content API under a lease: only blobs it lacks, then the image record |
 //!
 //! Adding a transport means adding a module and one arm in each of the two functions.

@@ -7,11 +7,14 @@
 //! (`systemctl [--user] start podman.socket`, or `podman system service --time=0`).
 //!
 //! Plan: `GET /images/sha256:<config>/json`: podman's image ID is the config digest, so an
-//! image it has is only tagged and no blob moves. Otherwise the whole docker archive
-//! (OCI layout plus `manifest.json`) is streamed into `POST /images/load`; podman reads it
-//! as an OCI archive and names the image from `index.json`'s `io.containerd.image.name`.
-//! podman's loader needs every blob the index names, so, unlike Docker, layers it already
-//! holds are still sent (it does not unpack them twice).
+//! image it has is only tagged and no blob moves. Otherwise the layers it holds are found
+//! as for Docker (the longest prefix of the diff IDs that an image there starts with), and
+//! the docker archive (OCI layout plus `manifest.json`) without those layer blobs is
+//! streamed into `POST /images/load`. podman reads it as an OCI archive, names the image
+//! from `index.json`'s `io.containerd.image.name`, and reuses a layer it holds by its
+//! compressed digest without opening the missing blob (seen with podman 4.3). A layer it
+//! holds only by diff ID (loaded from an uncompressed archive) cannot be reused so: that
+//! load fails, and teu sends the whole archive again, with a warning.
 
 use std::path::PathBuf;
 

@@ -48,8 +48,8 @@ teu load oci:out containerd:k8s.io/app:1        # containerd's k8s.io namespace\
 teu load docker-archive:app.tar                 # the name in the archive, the engine that answers\n\n\
 Docker: an image it has (same config) is only tagged; otherwise a docker archive of only \
 the layers it lacks is streamed into its load API (never written to disk). Docker keeps \
-the config digest (image ID), not the manifest digest. podman: an image it has is tagged, \
-otherwise the whole archive is streamed. containerd: only the blobs its content store \
+the config digest (image ID), not the manifest digest. podman: the same through its \
+service (it keeps the manifest digest). containerd: only the blobs its content store \
 lacks are written, under a lease, then the image record; the manifest or index digest \
 and every platform are kept.";
 

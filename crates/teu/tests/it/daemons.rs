@@ -35,15 +35,21 @@ impl Project {
             .args(["-static", "-O2", "-o"])
             .arg(d.join("hello"))
             .arg(d.join("hello.c")));
-        let platforms = platforms
-            .iter()
-            .map(|p| format!("{p:?}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        // One platform: a plain image (not an index of one).
+        let platforms = match platforms {
+            [one] => format!("platform = {one:?}"),
+            many => format!(
+                "platforms = [{}]",
+                many.iter()
+                    .map(|p| format!("{p:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         write(
             &d.join("teu.toml"),
             format!(
-                "[image]\nbase = \"scratch\"\nplatforms = [{platforms}]\n\n[config]\nentrypoint = [\"/hello\"]\n\n\
+                "[image]\nbase = \"scratch\"\n{platforms}\n\n[config]\nentrypoint = [\"/hello\"]\n\n\
                  [[layer]]\nname = \"program\"\ncopy = [{{ src = \"hello\", dest = \"/hello\", mode = \"0755\" }}]\n\n\
                  [[layer]]\nname = \"message\"\ncopy = [{{ src = \"msg.txt\", dest = \"/msg.txt\" }}]\n"
             )
@@ -236,7 +242,7 @@ fn docker_loads_runs_and_then_gets_only_the_changed_layer() {
 }
 
 #[test]
-fn podman_loads_runs_and_skips_an_image_it_has() {
+fn podman_loads_runs_and_then_gets_only_the_changed_layer() {
     let podman = Podman::start();
     let p = Project::new("one", &["linux/amd64"]);
     let manifest = p.build();
@@ -248,8 +254,7 @@ fn podman_loads_runs_and_skips_an_image_it_has() {
     ])));
     assert_eq!(r["engine"]["how"], "loaded", "{r}");
     assert_eq!(r["engine"]["name"], "docker.io/teu/app:v1");
-    // podman keeps the manifest it loaded from an OCI archive.
-    eprintln!("podman report: {r}");
+    assert_eq!(r["engine"]["digest"], manifest.as_str(), "{r}");
     ok(podman
         .podman()
         .args(["image", "exists", "docker.io/teu/app:v1"]));
@@ -279,9 +284,10 @@ fn podman_loads_runs_and_skips_an_image_it_has() {
         .podman()
         .args(["image", "exists", "docker.io/teu/app:again"]));
 
-    // Changed: loaded, and the new message runs.
+    // Changed: only the config and the changed layer are sent; the new message runs.
     p.message("two");
-    p.build();
+    let manifest2 = p.build();
+    let (config2, config2_size, layers2) = manifest_of(&p.path().join("out"));
     let r = json(&ok(p.teu().env("CONTAINER_HOST", podman.host()).args([
         "load",
         &p.layout(),
@@ -289,6 +295,17 @@ fn podman_loads_runs_and_skips_an_image_it_has() {
         "--json",
     ])));
     assert_eq!(r["engine"]["how"], "loaded", "{r}");
+    assert_eq!(r["engine"]["warnings"], serde_json::json!([]), "{r}");
+    let (skipped, moved) = actions(&r);
+    assert_eq!(skipped, vec![layers2[0].0.clone()], "{r}");
+    assert_eq!(moved, vec![config2.clone(), layers2[1].0.clone()], "{r}");
+    let sent = r["engine"]["bytes_sent"].as_u64().unwrap();
+    // The OCI layout part and manifest.json are a few KiB more than Docker's stream.
+    let limit = config2_size + layers2[1].1 + 16 * 1024;
+    assert!(sent <= limit, "sent {sent} bytes, limit {limit}");
+    // podman keeps the manifest digest.
+    assert_eq!(r["engine"]["digest"], manifest2.as_str(), "{r}");
+    assert_eq!(r["engine"]["keeps_manifest_digest"], true, "{r}");
     let run = ok(podman.podman().args([
         "run",
         "--rm",
@@ -316,7 +333,6 @@ fn podman_loads_runs_and_skips_an_image_it_has() {
     ok(podman
         .podman()
         .args(["image", "exists", "docker.io/teu/archived:v1"]));
-    let _ = manifest;
 }
 
 fn ctr_out(c: &Containerd, ns: &str, args: &[&str]) -> String {

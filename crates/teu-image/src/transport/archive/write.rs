@@ -100,7 +100,9 @@ impl Sink for ArchiveSink {
             let mut w = BufWriter::with_capacity(1 << 20, &mut f);
             let n = match &self.kind {
                 Kind::Oci { tag } => write_oci_archive(&mut w, Some(tag), artifact)?,
-                Kind::Docker { name } => write_docker_archive(&mut w, name.as_ref(), artifact)?,
+                Kind::Docker { name } => {
+                    write_docker_archive(&mut w, name.as_ref(), artifact, &Default::default())?
+                }
             };
             w.into_inner()
                 .map_err(|e| io_err(path.display())(e.into_error()))?;
@@ -267,13 +269,15 @@ pub(crate) fn write_engine_archive(
     t.finish()
 }
 
-/// Write a `docker save` archive of `image`, named `name` (for `RepoTags`) when given.
+/// Write a `docker save` archive of `image`, named `name` (for `RepoTags`) when given,
+/// without the blobs in `omit` (for an engine that holds them; files get every blob).
 /// The OCI part holds every platform; Docker's `manifest.json` names one image (a daemon
 /// loads one platform): the index's first, so the archive does not depend on the host.
 pub(crate) fn write_docker_archive(
     out: &mut dyn Write,
     name: Option<&RegistryRef>,
     artifact: &Artifact,
+    omit: &std::collections::HashSet<teu_oci::Digest>,
 ) -> Result<u64, ImageError> {
     let image: &Image = artifact.images()[0];
     let familiar = name.map(|n| n.familiar());
@@ -288,7 +292,10 @@ pub(crate) fn write_docker_archive(
     let mut t = TarOut { out, written: 0 };
     t.dir("blobs")?;
     t.dir("blobs/sha256")?;
-    for (d, b) in all_blobs(artifact) {
+    for (d, b) in all_blobs(artifact)
+        .into_iter()
+        .filter(|(d, _)| !omit.contains(&d.digest))
+    {
         t.blob(&d, &b)?;
     }
     t.file(
