@@ -39,7 +39,10 @@ cleanup() {
   rm -rf "$W" 2>/dev/null || true
 }
 trap cleanup EXIT
-export TEU_HOME=$W/teu-home DOCKER_HOST=unix:///nonexistent CONTAINER_HOST=unix:///nonexistent
+# teu is pointed at each engine explicitly; podman's own CLI must not see CONTAINER_HOST
+# (it would go remote).
+export TEU_HOME=$W/teu-home DOCKER_HOST=unix:///nonexistent
+unset CONTAINER_HOST
 
 # --- the image: deps (big, unchanged), app (a static program and one file that changes)
 mkdir -p "$W/app"
@@ -74,11 +77,11 @@ record() { echo "$*" >> "$results"; }   # engine scenario tool seconds bytes
 teu_load() { # ENGINE_ENV DST SRC -> "seconds bytes"
   local t0 t1 out
   t0=$(now)
-  out=$(env "$1" "$TEU" load "$3" "$2" --json 2>/dev/null)
+  out=$(env "$1" "$TEU" load "$3" "$2" --json 2>"$W/teu.err") || { cat "$W/teu.err" >&2; exit 1; }
   t1=$(now)
   echo "$(echo "$t1 - $t0" | bc) $(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["engine"]["bytes_sent"])')"
 }
-timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); echo "$t1 - $t0" | bc; }
+timed() { local t0 t1; t0=$(now); "$@" >/dev/null 2>"$W/timed.err" || { cat "$W/timed.err" >&2; exit 1; }; t1=$(now); echo "$t1 - $t0" | bc; }
 
 # --- Docker
 D=$W/docker; mkdir -p "$D"

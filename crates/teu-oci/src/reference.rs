@@ -261,8 +261,13 @@ impl fmt::Display for Reference {
             Reference::DockerDaemon(n) => write!(f, "docker-daemon:{}", n.familiar()),
             Reference::Podman(n) => write!(f, "podman:{}", n.qualified()),
             Reference::Containerd { namespace, name } => {
-                if namespace == CONTAINERD_DEFAULT_NAMESPACE {
-                    write!(f, "containerd:{}", name.qualified())
+                let q = name.qualified();
+                // `default` is left out when the name alone reads back as in `default`
+                // (`ghcr.io/app:1` alone would read as namespace `ghcr.io`).
+                if namespace == CONTAINERD_DEFAULT_NAMESPACE
+                    && containerd_namespace(&q).0 == CONTAINERD_DEFAULT_NAMESPACE
+                {
+                    write!(f, "containerd:{q}")
                 } else {
                     write!(f, "containerd:{namespace}/{}", name.qualified())
                 }
@@ -568,6 +573,7 @@ mod tests {
             "containerd:k8s.io/app:1",
             "containerd:app:1",
             "containerd:teu/docker.io/teu/app:1",
+            "containerd:default/ghcr.io/app:1",
         ] {
             let r: Reference = s.parse().unwrap();
             assert_eq!(r.to_string().parse::<Reference>().unwrap(), r, "{s}");

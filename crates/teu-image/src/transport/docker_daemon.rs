@@ -258,19 +258,28 @@ impl DockerDaemonSink {
         if !r.ok() {
             return Err(self.err(format!("POST {path}: HTTP {}: {}", r.status, r.text())));
         }
-        // JSON messages, one after another: any with `error` is the real answer.
-        for v in serde_json::Deserializer::from_slice(&r.body).into_iter::<Value>() {
-            let Ok(v) = v else { break };
-            if let Some(e) = v.get("error") {
-                let detail = v["errorDetail"]["message"]
+        match load_error(&r.body) {
+            Some(detail) => Err(self.err(format!("load failed: {detail}"))),
+            None => Ok(sent),
+        }
+    }
+}
+
+/// The error in a load's answer: JSON messages one after another, and a failed load still
+/// answers 200, so any message with `error` is the real answer.
+fn load_error(body: &[u8]) -> Option<String> {
+    for v in serde_json::Deserializer::from_slice(body).into_iter::<Value>() {
+        let Ok(v) = v else { break };
+        if let Some(e) = v.get("error") {
+            return Some(
+                v["errorDetail"]["message"]
                     .as_str()
                     .map(str::to_string)
-                    .unwrap_or_else(|| e.to_string());
-                return Err(self.err(format!("load failed: {detail}")));
-            }
+                    .unwrap_or_else(|| e.as_str().map_or_else(|| e.to_string(), str::to_string)),
+            );
         }
-        Ok(sent)
     }
+    None
 }
 
 impl Sink for DockerDaemonSink {
@@ -449,5 +458,24 @@ impl Sink for DockerDaemonSink {
     }
     fn engine(&self) -> Option<EngineReport> {
         self.state.lock().expect("not poisoned").report.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failed_load_is_found_in_a_200_answer() {
+        let ok = br#"{"stream":"Loaded image: app:1\n"}"#;
+        assert_eq!(super::load_error(ok), None);
+        let failed = br#"{"stream":"x"}
+{"errorDetail":{"message":"open /var/lib/docker/tmp/x/layer.tar: no such file"},"error":"open ..."}"#;
+        assert_eq!(
+            super::load_error(failed).as_deref(),
+            Some("open /var/lib/docker/tmp/x/layer.tar: no such file")
+        );
+        assert_eq!(
+            super::load_error(br#"{"error":"bad"}"#).as_deref(),
+            Some("bad")
+        );
     }
 }

@@ -58,11 +58,16 @@ fn destination(args: &LoadArgs, src: &Reference, cx: &transport::Context) -> Res
     let given = args.dst.as_deref();
     if let Some(d) = given {
         if let Ok(r) = d.parse::<Reference>() {
-            if matches!(
-                r.transport(),
-                Transport::DockerDaemon | Transport::Podman | Transport::Containerd
-            ) {
-                return Ok(r);
+            match r.transport() {
+                Transport::DockerDaemon | Transport::Podman | Transport::Containerd => {
+                    return Ok(r)
+                }
+                Transport::Docker => {}
+                _ => {
+                    return Err(usage(format!(
+                        "DST: teu load writes to an engine (docker-daemon:, podman:, containerd:), not {r}; use teu copy"
+                    )))
+                }
             }
         }
     }

@@ -7,7 +7,7 @@
 
 use crate::common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use teu_testkit::engines::{Containerd, Dockerd, Podman};
 
@@ -504,5 +504,27 @@ fn with_no_engine_answering_the_error_names_what_was_tried() {
     ] {
         assert!(err.contains(s), "{s} not named in: {err}");
     }
-    let _ = PathBuf::new();
+}
+
+#[test]
+fn named_archives_read_back_by_short_and_full_name() {
+    let p = Project::new("names", &["linux/amd64"]);
+    let d = p.build();
+    ok(p.teu()
+        .args(["copy", &p.layout(), "docker-archive:d.tar:teu/app:v1"]));
+    ok(p.teu()
+        .args(["copy", &p.layout(), "oci-archive:o.tar:teu/app:v1"]));
+    for r in [
+        "docker-archive:d.tar:teu/app:v1",
+        "docker-archive:d.tar:docker.io/teu/app:v1",
+        "oci-archive:o.tar:teu/app:v1",
+        "oci-archive:o.tar:docker.io/teu/app:v1",
+        "oci-archive:o.tar:v1",
+    ] {
+        assert_eq!(digest(&ok(p.teu().args(["digest", r]))), d, "{r}");
+    }
+    for r in ["docker-archive:d.tar", "oci-archive:o.tar"] {
+        let tags = stdout(&ok(p.teu().args(["tags", r])));
+        assert_eq!(tags.trim(), "teu/app:v1", "{r}");
+    }
 }
