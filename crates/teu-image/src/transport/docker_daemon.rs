@@ -23,6 +23,12 @@
 //! come back are read (a failed load still answers 200, with `errorDetail`), and the name
 //! is checked to point at the config digest. The classic store drops the manifest digest
 //! (`RepoDigests` stays empty): the report says so.
+//!
+//! As a source ([`DockerDaemonSource`], podman's too): `GET /images/NAME/get` (what
+//! `docker save` reads) streamed into an unlinked temporary file, then read as a docker
+//! archive. What comes back is what the engine keeps: Docker 20.10 saves the pre-OCI
+//! format (uncompressed layers), so the image read has a new manifest digest, as with
+//! skopeo's `docker-daemon:` source.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -34,7 +40,7 @@ use teu_oci::{Digest, Platform, RegistryRef};
 
 use super::containerd::ContainerdSink;
 use super::unix_http::{query, Response, UnixHttp};
-use super::{archive, Action, BlobPlan, Context, EngineReport, Sink};
+use super::{archive, Action, BlobPlan, Context, EngineReport, Sink, Source, Top};
 use crate::error::ImageError;
 use crate::image::{Artifact, Image};
 
@@ -459,6 +465,98 @@ impl Sink for DockerDaemonSink {
     fn engine(&self) -> Option<EngineReport> {
         self.state.lock().expect("not poisoned").report.clone()
     }
+}
+
+/// `docker-daemon:NAME[:TAG]` (or podman's) as a source: the engine's own save stream.
+pub struct DockerDaemonSource {
+    sink: DockerDaemonSink,
+}
+
+impl DockerDaemonSource {
+    pub fn new(name: &RegistryRef, cx: &Context) -> DockerDaemonSource {
+        DockerDaemonSource {
+            sink: DockerDaemonSink::new(name, cx),
+        }
+    }
+
+    pub(crate) fn podman(name: &RegistryRef) -> DockerDaemonSource {
+        DockerDaemonSource {
+            sink: super::podman::podman_sink(name),
+        }
+    }
+}
+
+impl Source for DockerDaemonSource {
+    fn name(&self) -> String {
+        self.sink.name()
+    }
+    fn open(&self) -> Result<Top, ImageError> {
+        let s = &self.sink;
+        let name = s.engine_name();
+        let path = format!("/images/{}/get", query(&name));
+        let tmp = tempfile_in_tmp().map_err(|e| s.err(format!("a temporary file: {e}")))?;
+        let mut file = std::io::BufWriter::new(
+            tmp.0
+                .try_clone()
+                .map_err(|e| s.err(format!("a temporary file: {e}")))?,
+        );
+        let r = s
+            .api()?
+            .download(&path, &mut file)
+            .map_err(|e| s.err(format!("GET {path}: {e}")))?;
+        file.flush()
+            .map_err(|e| s.err(format!("writing the saved image: {e}")))?;
+        if !r.ok() {
+            return Err(s.err(format!("GET {path}: HTTP {}: {}", r.status, r.text())));
+        }
+        // The archive source opens the file by path and keeps its descriptor; the file
+        // is unlinked as soon as it is open.
+        // One image was asked for, so the archive holds one (Docker names it in the
+        // familiar form, podman in full).
+        let top = archive::ArchiveSource::docker(&tmp.1, None).open();
+        let _ = std::fs::remove_file(&tmp.1);
+        top
+    }
+    fn tags(&self) -> Result<Vec<String>, ImageError> {
+        let s = &self.sink;
+        let name = s.engine_name();
+        let img = s
+            .json(&format!("/images/{}/json", query(&name)))?
+            .ok_or_else(|| s.err(format!("has no image {name}")))?;
+        Ok(img["RepoTags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect())
+    }
+}
+
+/// A new file under the temporary directory, open for writing and reading.
+fn tempfile_in_tmp() -> std::io::Result<(std::fs::File, PathBuf)> {
+    let dir = std::env::temp_dir();
+    for i in 0..100u32 {
+        let p = dir.join(format!(
+            "teu-save-{}-{}-{i}.tar",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
+            Ok(f) => return Ok((f, p)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free temporary file name"))
 }
 
 #[cfg(test)]

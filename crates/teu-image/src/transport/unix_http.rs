@@ -130,7 +130,25 @@ impl<W: Write> Chunked<W> {
     }
 }
 
+impl UnixHttp {
+    /// A GET whose body (an image archive, say) is written to `out` as it arrives, when
+    /// the status is 2xx; otherwise the (small) error body is returned in the response.
+    pub fn download(&self, path: &str, out: &mut dyn Write) -> io::Result<Response> {
+        let mut s = self.connect(None)?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: engine\r\nUser-Agent: teu\r\nConnection: close\r\n\r\n"
+        )?;
+        s.flush()?;
+        read_response_into(s, Some(out))
+    }
+}
+
 fn read_response(s: UnixStream) -> io::Result<Response> {
+    read_response_into(s, None)
+}
+
+fn read_response_into(s: UnixStream, sink: Option<&mut dyn Write>) -> io::Result<Response> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
     let mut r = BufReader::new(s);
     let mut line = String::new();
@@ -161,6 +179,14 @@ fn read_response(s: UnixStream) -> io::Result<Response> {
         }
     }
     let mut body = Vec::new();
+    let ok = (200..300).contains(&status);
+    let mut to_sink = sink.filter(|_| ok);
+    let mut copy = |r: &mut dyn Read, body: &mut Vec<u8>| -> io::Result<()> {
+        match to_sink.as_deref_mut() {
+            Some(w) => io::copy(r, w).map(|_| ()),
+            None => r.read_to_end(body).map(|_| ()),
+        }
+    };
     if chunked {
         loop {
             line.clear();
@@ -170,14 +196,14 @@ fn read_response(s: UnixStream) -> io::Result<Response> {
             if size == 0 {
                 break;
             }
-            (&mut r).take(size).read_to_end(&mut body)?;
+            copy(&mut (&mut r).take(size), &mut body)?;
             line.clear();
             r.read_line(&mut line)?;
         }
     } else if let Some(n) = length {
-        r.take(n).read_to_end(&mut body)?;
+        copy(&mut (&mut r).take(n), &mut body)?;
     } else if status != 204 && status != 304 {
-        r.read_to_end(&mut body)?;
+        copy(&mut r, &mut body)?;
     }
     Ok(Response { status, body })
 }

@@ -214,6 +214,16 @@ fn docker_loads_runs_and_then_gets_only_the_changed_layer() {
         .args(["image", "inspect", "-f", "{{.Id}}", "teu/app:dev"]));
     assert_eq!(stdout(&id).trim(), config2);
 
+    // Read back (docker save's stream): the same config; Docker's own layers.
+    ok(p.teu().env("DOCKER_HOST", docker.host()).args([
+        "copy",
+        "docker-daemon:teu/app:dev",
+        "oci:back:v1",
+    ]));
+    let (config_back, _, layers_back) = manifest_of(&p.path().join("back"));
+    assert_eq!(config_back, config2);
+    assert_eq!(layers_back.len(), 2);
+
     // teu's docker archive loads under the same name with `docker load`.
     ok(p.teu().args([
         "copy",
@@ -318,6 +328,14 @@ fn podman_loads_runs_and_then_gets_only_the_changed_layer() {
         "docker.io/teu/app:v1",
     ]));
     assert_eq!(stdout(&run), "hello from teu: two\n");
+
+    // Read back through the service: the same config.
+    ok(p.teu().env("CONTAINER_HOST", podman.host()).args([
+        "copy",
+        "podman:teu/app:v1",
+        "oci:back:v1",
+    ]));
+    assert_eq!(manifest_of(&p.path().join("back")).0, config2);
 
     // teu's docker archive gets the same full name from `podman load`.
     ok(p.teu().args([
