@@ -237,3 +237,66 @@ impl Drop for Podman {
         stop(&mut self.child);
     }
 }
+
+/// A unix-socket proxy in front of an engine's socket that counts the bytes clients send
+/// (requests and bodies, HTTP or gRPC framing included): what reached the engine,
+/// measured outside teu.
+pub struct CountingProxy {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    up: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingProxy {
+    pub fn start(upstream: &Path) -> CountingProxy {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        let dir = tempfile::Builder::new()
+            .prefix("teu-count")
+            .tempdir()
+            .unwrap();
+        let socket = dir.path().join("proxy.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let up = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&up);
+        let upstream = upstream.to_path_buf();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = UnixStream::connect(&upstream) else {
+                    continue;
+                };
+                let counter = Arc::clone(&counter);
+                let (mut c_r, mut s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 1 << 16];
+                    loop {
+                        use std::io::{Read, Write};
+                        match c_r.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                counter.fetch_add(n as u64, Ordering::SeqCst);
+                                if s_w.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = s_w.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s_r, mut c_w) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s_r, &mut c_w);
+                    let _ = c_w.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CountingProxy { dir, socket, up }
+    }
+
+    /// Bytes clients have sent so far.
+    pub fn sent(&self) -> u64 {
+        self.up.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

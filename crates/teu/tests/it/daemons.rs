@@ -9,7 +9,7 @@ use crate::common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use teu_testkit::engines::{Containerd, Dockerd, Podman};
+use teu_testkit::engines::{Containerd, CountingProxy, Dockerd, Podman};
 
 const PROGRAM: &str = r#"#include <stdio.h>
 int main(void) {
@@ -172,7 +172,10 @@ fn docker_loads_runs_and_then_gets_only_the_changed_layer() {
     p.build();
     let (config2, config2_size, layers2) = manifest_of(&p.path().join("out"));
     assert_eq!(layers1[0], layers2[0], "the program layer is unchanged");
-    let r = json(&ok(p.teu().env("DOCKER_HOST", docker.host()).args([
+    // Through a proxy that counts what reaches dockerd, outside teu.
+    let proxy = CountingProxy::start(&docker.socket);
+    let via = format!("unix://{}", proxy.socket.display());
+    let r = json(&ok(p.teu().env("DOCKER_HOST", &via).args([
         "load",
         &p.layout(),
         "docker-daemon:teu/app:v1",
@@ -191,6 +194,13 @@ fn docker_loads_runs_and_then_gets_only_the_changed_layer() {
     assert!(
         sent < layers2[0].1,
         "the program layer was streamed: {sent}"
+    );
+    // On the wire: that stream plus the questions (info, inspects) and HTTP framing.
+    let wire = proxy.sent();
+    eprintln!("docker, changed: {sent} bytes streamed, {wire} on the wire, limit {limit}, program layer {}", layers2[0].1);
+    assert!(
+        wire >= sent && wire <= sent + 16 * 1024,
+        "{wire} bytes reached dockerd for a {sent}-byte stream"
     );
     let run = ok(docker
         .docker()
@@ -298,7 +308,9 @@ fn podman_loads_runs_and_then_gets_only_the_changed_layer() {
     p.message("two");
     let manifest2 = p.build();
     let (config2, config2_size, layers2) = manifest_of(&p.path().join("out"));
-    let r = json(&ok(p.teu().env("CONTAINER_HOST", podman.host()).args([
+    let proxy = CountingProxy::start(&podman.socket);
+    let via = format!("unix://{}", proxy.socket.display());
+    let r = json(&ok(p.teu().env("CONTAINER_HOST", &via).args([
         "load",
         &p.layout(),
         "podman:teu/app:v1",
@@ -313,6 +325,12 @@ fn podman_loads_runs_and_then_gets_only_the_changed_layer() {
     // The OCI layout part and manifest.json are a few KiB more than Docker's stream.
     let limit = config2_size + layers2[1].1 + 16 * 1024;
     assert!(sent <= limit, "sent {sent} bytes, limit {limit}");
+    let wire = proxy.sent();
+    eprintln!("podman, changed: {sent} bytes streamed, {wire} on the wire, limit {limit}");
+    assert!(
+        wire >= sent && wire <= sent + 16 * 1024,
+        "{wire} bytes reached podman for a {sent}-byte stream"
+    );
     // podman keeps the manifest digest.
     assert_eq!(r["engine"]["digest"], manifest2.as_str(), "{r}");
     assert_eq!(r["engine"]["keeps_manifest_digest"], true, "{r}");
@@ -393,7 +411,17 @@ fn containerd_gets_only_missing_blobs_keeps_the_digest_and_runs() {
     );
     assert_eq!(run, "hello from teu: one\n");
 
-    // One file changed: only the changed layer, the config and the manifest are written.
+    // One file changed: only the changed layer, the config and the manifest are written,
+    // counted by teu and, outside it, by a proxy in front of containerd's socket.
+    let content = || -> std::collections::BTreeSet<String> {
+        ctr_out(&ctrd, "teu", &["content", "ls", "-q"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let before = content();
+    let proxy = CountingProxy::start(&ctrd.socket);
+    let via = proxy.socket.display().to_string();
     p.message("two");
     let manifest2 = p.build();
     let (config2, config2_size, layers2) = manifest_of(&p.path().join("out"));
@@ -402,7 +430,7 @@ fn containerd_gets_only_missing_blobs_keeps_the_digest_and_runs() {
         &p.layout(),
         "containerd:teu/docker.io/teu/app:v1",
         "--containerd-address",
-        &addr,
+        &via,
         "--json",
     ])));
     let (skipped, moved) = actions(&r);
@@ -417,6 +445,21 @@ fn containerd_gets_only_missing_blobs_keeps_the_digest_and_runs() {
         "{r}"
     );
     assert_eq!(r["engine"]["digest"], manifest2.as_str());
+    let sent = r["engine"]["bytes_sent"].as_u64().unwrap();
+    let wire = proxy.sent();
+    eprintln!(
+        "containerd, changed: {sent} bytes of blobs written, {wire} on the wire, program layer {}",
+        layers2[0].1
+    );
+    assert!(
+        wire >= sent && wire <= sent + 16 * 1024,
+        "{wire} bytes reached containerd for {sent} bytes of blobs"
+    );
+    let after = content();
+    let new: Vec<&String> = after.difference(&before).collect();
+    let mut want = vec![&config2, &layers2[1].0, &manifest2];
+    want.sort();
+    assert_eq!(new, want, "blobs new in containerd's content store");
     let run = ctr_out(
         &ctrd,
         "teu",
