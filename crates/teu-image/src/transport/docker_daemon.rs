@@ -199,12 +199,7 @@ impl DockerDaemonSink {
 
     /// Whether Docker keeps images in containerd (`driver-type io.containerd.snapshotter.v1`).
     fn uses_containerd_store(&self) -> Result<bool, ImageError> {
-        let info = self.json("/info")?.unwrap_or_default();
-        Ok(info["DriverStatus"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|kv| kv.to_string().contains("io.containerd.snapshotter")))
+        Ok(containerd_store(&self.json("/info")?.unwrap_or_default()))
     }
 
     /// The longest prefix of `diff_ids` that some image in the engine starts with.
@@ -269,6 +264,23 @@ impl DockerDaemonSink {
             None => Ok(sent),
         }
     }
+}
+
+/// Whether `GET /info` describes an engine on the containerd image store: Docker 24+
+/// reports `["driver-type", "io.containerd.snapshotter.v1"]` in `DriverStatus` then.
+fn containerd_store(info: &Value) -> bool {
+    info["DriverStatus"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+        .any(|kv| {
+            kv.first().and_then(Value::as_str) == Some("driver-type")
+                && kv
+                    .get(1)
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v.starts_with("io.containerd.snapshotter"))
+        })
 }
 
 /// The error in a load's answer: JSON messages one after another, and a failed load still
@@ -561,6 +573,19 @@ fn tempfile_in_tmp() -> std::io::Result<(std::fs::File, PathBuf)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_containerd_image_store_is_recognized() {
+        let c8d = serde_json::json!({"Driver": "overlayfs",
+            "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]});
+        // Docker 20.10 on vfs, as in the tests here.
+        let classic = serde_json::json!({"Driver": "vfs", "DriverStatus": null});
+        let overlay2 = serde_json::json!({"Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]]});
+        assert!(super::containerd_store(&c8d));
+        assert!(!super::containerd_store(&classic));
+        assert!(!super::containerd_store(&overlay2));
+    }
+
     #[test]
     fn a_failed_load_is_found_in_a_200_answer() {
         let ok = br#"{"stream":"Loaded image: app:1\n"}"#;
