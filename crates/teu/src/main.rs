@@ -29,7 +29,7 @@ them to registries moving only the blobs a registry lacks.\n\n\
 References: oci:DIR[:TAG] (an OCI layout), oci-archive:FILE[:TAG], \
 docker-archive:FILE[:NAME:TAG], HOST/REPO[:TAG|@DIGEST] or docker://… (a registry; \
 Docker Hub short names such as alpine expand as Docker does), scratch as a base, and the \
-local engines as destinations: docker-daemon:NAME[:TAG], podman:NAME[:TAG] and \
+local engines: docker-daemon:NAME[:TAG], podman:NAME[:TAG] and \
 containerd:[NAMESPACE/]NAME[:TAG].\n\n\
 State (the blob store) lives under $TEU_HOME, by default the platform cache directory \
 (~/.cache/teu on Linux).",

@@ -12,7 +12,7 @@
 //! | `HOST/REPO[:TAG\|@DIGEST]`, `docker://…` | [`registry`] | manifests, blobs streamed on demand | the push planner: skip, mount, stream, upload |
 //! | `docker-daemon:NAME[:TAG]` | [`docker_daemon`] | the engine's save stream (`GET /images/NAME/get`) in an unlinked temporary file, read as a docker archive | tag an image it has; else stream a docker archive of only the layers it lacks into `POST /images/load` |
 //! | `podman:NAME[:TAG]`, `containers-storage:…` | [`podman`] | the same, from podman's service | podman's Docker-compatible service: tag an image it has, else stream the archive without the layers it holds |
-//! | `containerd:[NAMESPACE/]NAME[:TAG]` | [`containerd`] | — | the content API under a lease: only blobs it lacks, then the image record |
+//! | `containerd:[NAMESPACE/]NAME[:TAG]` | [`containerd`] | `Images.Get`, blobs streamed with `Content.Read` | the content API under a lease: only blobs it lacks, then the image record |
 //!
 //! Adding a transport means adding a module and one arm in each of the two functions.
 //!
@@ -261,16 +261,13 @@ pub fn open_source(r: &Reference, cx: &Context) -> Result<Box<dyn Source>, Image
             cx.client(&r.to_string())?,
             reg,
         )),
-        Reference::DockerDaemon(name) => {
-            Box::new(docker_daemon::DockerDaemonSource::new(name, cx))
-        }
+        Reference::DockerDaemon(name) => Box::new(docker_daemon::DockerDaemonSource::new(name, cx)),
         Reference::Podman(name) => Box::new(docker_daemon::DockerDaemonSource::podman(name)),
-        Reference::Containerd { .. } => {
-            return Err(unsupported(
-                r.to_string(),
-                "teu writes images into containerd but does not read them back yet; export with ctr images export and read the archive",
-            ))
-        }
+        Reference::Containerd { namespace, name } => Box::new(containerd::ContainerdSource::new(
+            &containerd::address(cx),
+            namespace,
+            name,
+        )),
         Reference::Scratch => {
             return Err(unsupported(
                 "scratch",

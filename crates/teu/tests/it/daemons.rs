@@ -486,6 +486,23 @@ fn containerd_gets_only_missing_blobs_keeps_the_digest_and_runs() {
     assert_eq!(r["engine"]["bytes_sent"], 0, "{r}");
     assert!(actions(&r).1.is_empty(), "{r}");
 
+    // Read back: the same digest, blob for blob.
+    let back = digest(&ok(p.teu().args([
+        "copy",
+        "containerd:teu/docker.io/teu/app:v1",
+        "oci:cback:v1",
+        "--containerd-address",
+        &addr,
+    ])));
+    assert_eq!(back, manifest2);
+    let tags = stdout(&ok(p.teu().args([
+        "tags",
+        "containerd:teu/docker.io/teu/app:v1",
+        "--containerd-address",
+        &addr,
+    ])));
+    assert_eq!(tags.trim(), "v1");
+
     // teu's OCI archive imported by ctr gets the same full name (Docker 25's annotations).
     ok(p.teu()
         .args(["copy", &p.layout(), "oci-archive:app.tar:teu/archived:v1"]));
@@ -550,6 +567,15 @@ fn containerd_keeps_every_platform_of_an_index() {
         ],
     );
     assert_eq!(run, "hello from teu: multi\n");
+    // Read back whole: the index digest and both platforms.
+    let back = digest(&ok(p.teu().args([
+        "copy",
+        "containerd:docker.io/teu/multi:v1",
+        "oci:mback:v1",
+        "--containerd-address",
+        &addr,
+    ])));
+    assert_eq!(back, index);
 }
 
 #[test]
