@@ -355,6 +355,16 @@ fn podman_loads_runs_and_then_gets_only_the_changed_layer() {
     ]));
     assert_eq!(manifest_of(&p.path().join("back")).0, config2);
 
+    // With only podman answering, a bare name goes to podman.
+    let r = json(&ok(p.teu().env("CONTAINER_HOST", podman.host()).args([
+        "load",
+        &p.layout(),
+        "teu/app:auto",
+        "--json",
+    ])));
+    assert_eq!(r["destination"], "podman:docker.io/teu/app:auto", "{r}");
+    assert_eq!(r["engine"]["how"], "tagged", "{r}");
+
     // teu's docker archive gets the same full name from `podman load`.
     ok(p.teu().args([
         "copy",
@@ -511,6 +521,19 @@ fn containerd_gets_only_missing_blobs_keeps_the_digest_and_runs() {
         .args(["images", "import", "--snapshotter", "native"])
         .arg(p.path().join("app.tar")));
     let images = ctr_out(&ctrd, "imp", &["images", "ls", "-q"]);
+    assert_eq!(images.trim(), "docker.io/teu/archived:v1");
+    // With only CONTAINERD_ADDRESS answering, teu load finds containerd, and the name
+    // comes from the archive.
+    let r = json(&ok(p.teu().env("CONTAINERD_ADDRESS", &addr).args([
+        "load",
+        "oci-archive:app.tar",
+        "--json",
+    ])));
+    assert_eq!(
+        r["destination"], "containerd:docker.io/teu/archived:v1",
+        "{r}"
+    );
+    let images = ctr_out(&ctrd, "default", &["images", "ls", "-q"]);
     assert_eq!(images.trim(), "docker.io/teu/archived:v1");
     // And its docker archive too.
     ok(p.teu()
