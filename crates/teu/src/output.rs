@@ -79,6 +79,7 @@ pub fn print_write(r: &WriteReport, say: &dyn Fn(String)) {
 
 /// What an engine holds after a load: its name and digest, what was sent, and warnings.
 pub fn print_engine(r: &WriteReport, say: &dyn Fn(String)) {
+    // (`say` is quiet under --quiet; warnings are not.)
     let Some(e) = &r.engine else { return };
     let skipped = r.blobs.iter().filter(|b| b.action == Action::Skip).count();
     say(format!(
@@ -97,8 +98,9 @@ pub fn print_engine(r: &WriteReport, say: &dyn Fn(String)) {
         r.blobs.len(),
         bytes(e.bytes_sent)
     ));
+    // Warnings are printed even with --quiet.
     for w in &e.warnings {
-        say(format!("teu: warning: {w}"));
+        eprintln!("teu: warning: {w}");
     }
 }
 

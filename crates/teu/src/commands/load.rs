@@ -141,13 +141,9 @@ pub fn run(args: LoadArgs) -> Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
-            "{}",
-            report
-                .engine
-                .as_ref()
-                .map_or(artifact.digest(), |e| e.digest.clone())
-        );
+        // The image's digest, as every command prints; what the engine calls it (Docker:
+        // the image ID) is on stderr and in --json's `engine.digest`.
+        println!("{}", artifact.digest());
     }
     Ok(ExitCode::SUCCESS)
 }
