@@ -143,7 +143,7 @@ pub fn parse_ref(flag: &str, s: &str) -> Result<Reference> {
 pub fn parse_output(flag: &str, s: &str) -> Result<Reference> {
     let r = parse_ref(flag, s)?;
     // No host (no slash) and not a local transport: a Docker Hub name.
-    let hub_name = !s.contains('/') && r.local_path().is_none() && !r.is_scratch();
+    let hub_name = !s.contains('/') && matches!(r, Reference::Registry(_));
     let name = s.split([':', '@']).next().unwrap_or(s);
     if hub_name && std::path::Path::new(name).exists() {
         return Err(usage(format!(

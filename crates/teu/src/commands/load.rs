@@ -21,7 +21,7 @@ pub struct LoadArgs {
     /// Where: docker-daemon:NAME[:TAG], podman:NAME[:TAG], containerd:[NAMESPACE/]NAME[:TAG], or a bare NAME[:TAG] for the engine that answers (default: the name the source carries)
     dst: Option<String>,
 
-    /// Load only the image for this platform out of an index (Docker and podman always get one: the host's)
+    /// Load only the image for this platform out of an index (containerd gets the whole index by default; Docker and podman get one image: this platform's, else the host's)
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
 
