@@ -407,10 +407,9 @@ impl Sink for DockerDaemonSink {
         } else {
             match self.load_stream(image, &planned.omit) {
                 Ok(n) => (n, "loaded"),
-                // podman reuses a layer it holds by its compressed digest; one it holds
-                // only by diff ID (loaded uncompressed, say) it cannot, and says so: send
-                // everything then.
-                Err(e) if self.flavor == Flavor::Podman && !planned.omit.is_empty() => {
+                // A layer the engine held at plan time may be gone by now (an `rmi` in
+                // between), or podman may not find one it holds: send everything.
+                Err(e) if !planned.omit.is_empty() => {
                     retried = Some(e.to_string());
                     for p in plan.iter_mut() {
                         p.action = Action::Copy;
@@ -451,7 +450,8 @@ impl Sink for DockerDaemonSink {
         }
         if let Some(e) = retried {
             warnings.push(format!(
-                "the load without the layers podman holds failed ({e}); sent every layer"
+                "the load without the layers {} holds failed ({e}); sent every layer",
+                self.flavor.engine()
             ));
         }
         if artifact.images().len() > 1 {

@@ -11,10 +11,11 @@
 //! as for Docker (the longest prefix of the diff IDs that an image there starts with), and
 //! the docker archive (OCI layout plus `manifest.json`) without those layer blobs is
 //! streamed into `POST /images/load`. podman reads it as an OCI archive, names the image
-//! from `index.json`'s `io.containerd.image.name`, and reuses a layer it holds by its
-//! compressed digest without opening the missing blob (seen with podman 4.3). A layer it
-//! holds only by diff ID (loaded from an uncompressed archive) cannot be reused so: that
-//! load fails, and teu sends the whole archive again, with a warning.
+//! from `index.json`'s `io.containerd.image.name`, and reuses a layer it holds without
+//! opening the missing blob: by its compressed digest, and also by diff ID when it holds
+//! the layer uncompressed (both seen with podman 4.3, in the tests). Should a load without
+//! the held layers fail all the same, teu sends the whole archive again, with a warning
+//! (no podman here fails so: that fallback is untested).
 
 use std::path::PathBuf;
 

@@ -602,6 +602,47 @@ fn containerd_keeps_every_platform_of_an_index() {
 }
 
 #[test]
+fn podman_reuses_a_layer_it_holds_only_uncompressed() {
+    // podman holds the program layer uncompressed (by diff ID); teu's gzip blob of the
+    // same layer has another digest and is left out of the stream all the same: podman
+    // 4.3 finds the layer by diff ID, and the image runs. (Had it not, the load would
+    // fail and teu would send every layer, with a warning; no engine here fails so.)
+    let podman = Podman::start();
+    let p = Project::new("plain", &["linux/amd64"]);
+    ok(p.teu()
+        .args(["build", "-q", "-o", "oci:out:v1", "--compression", "none"]));
+    ok(p.teu().env("CONTAINER_HOST", podman.host()).args([
+        "load",
+        &p.layout(),
+        "podman:teu/plain:v1",
+    ]));
+    p.message("gzip");
+    p.build();
+    let (_, _, layers) = manifest_of(&p.path().join("out"));
+    let r = json(&ok(p.teu().env("CONTAINER_HOST", podman.host()).args([
+        "load",
+        &p.layout(),
+        "podman:teu/plain:v2",
+        "--json",
+    ])));
+    assert_eq!(r["engine"]["how"], "loaded", "{r}");
+    assert_eq!(actions(&r).0, vec![layers[0].0.clone()], "{r}");
+    assert_eq!(r["engine"]["warnings"], serde_json::json!([]), "{r}");
+    let run = ok(podman.podman().args([
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        "docker.io/teu/plain:v2",
+    ]));
+    assert_eq!(stdout(&run), "hello from teu: gzip\n");
+}
+
+#[test]
 fn with_no_engine_answering_the_error_names_what_was_tried() {
     let p = Project::new("none", &["linux/amd64"]);
     p.build();
