@@ -259,6 +259,20 @@ fn docker_loads_runs_and_then_gets_only_the_changed_layer() {
     ])));
     assert_eq!(r["destination"], "docker-daemon:teu/archived:v1", "{r}");
     assert_eq!(r["engine"]["how"], "tagged", "{r}");
+
+    // A load Docker refuses still answers 200; the error in its stream is teu's error.
+    let w = Project::new("windows", &["windows/amd64"]);
+    w.build();
+    let (code, err) = fails(w.teu().env("DOCKER_HOST", docker.host()).args([
+        "load",
+        &w.layout(),
+        "docker-daemon:teu/windows:1",
+    ]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("load failed: cannot load windows image on linux"),
+        "{err}"
+    );
 }
 
 #[test]
