@@ -102,7 +102,9 @@ s=$(timed dk load -i "$W/v2.docker.tar"); record docker changed engine "$s" "$(s
 P=$W/podman; mkdir -p "$P"
 pm() { podman --storage-driver vfs --root "$P/root" --runroot "$P/run" --cgroup-manager cgroupfs \
   --events-backend file --tmpdir "$P/tmp" "$@"; }
-pm system service --time=0 "unix://$P/podman.sock" >"$P/log" 2>&1 &
+# Started without the function, so that $! is podman itself (and cleanup stops it).
+podman --storage-driver vfs --root "$P/root" --runroot "$P/run" --cgroup-manager cgroupfs \
+  --events-backend file --tmpdir "$P/tmp" system service --time=0 "unix://$P/podman.sock" >"$P/log" 2>&1 &
 pids+=($!)
 PH="CONTAINER_HOST=unix://$P/podman.sock"
 for _ in $(seq 200); do [ -S "$P/podman.sock" ] && break; sleep 0.1; done
