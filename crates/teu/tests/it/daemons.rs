@@ -405,6 +405,19 @@ fn containerd_gets_only_missing_blobs_keeps_the_digest_and_runs() {
     let addr = ctrd.socket.display().to_string();
     let p = Project::new("one", &["linux/amd64"]);
     let manifest1 = p.build();
+    // A dry run asks and writes nothing.
+    let r = json(&ok(p.teu().args([
+        "load",
+        &p.layout(),
+        "containerd:teu/docker.io/teu/app:v1",
+        "--containerd-address",
+        &addr,
+        "--dry-run",
+        "--json",
+    ])));
+    assert_eq!(actions(&r).1.len(), 3, "{r}");
+    assert!(r.get("engine").is_none(), "{r}");
+    assert_eq!(ctr_out(&ctrd, "teu", &["content", "ls", "-q"]).trim(), "");
     let r = json(&ok(p.teu().args([
         "load",
         &p.layout(),
