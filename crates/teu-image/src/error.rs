@@ -45,6 +45,9 @@ pub enum ImageError {
         expected_size: u64,
         source_name: String,
     },
+    /// A container engine (Docker, podman, containerd) refused or failed a request.
+    #[error("{engine}: {message}")]
+    Engine { engine: String, message: String },
     #[error(transparent)]
     Store(#[from] teu_store::StoreError),
     #[error(transparent)]

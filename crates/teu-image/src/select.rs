@@ -351,3 +351,30 @@ pub fn image(source: Arc<dyn BlobSource>, desc: &Descriptor) -> Result<Image, Im
         layers,
     })
 }
+
+/// The image of an artifact already read (a build's output, a whole index) that a
+/// single-platform destination (a Docker or podman engine) gets: the best match for
+/// `platform` by the same rank as [`image_for`], the first of equals; a single image is
+/// itself whatever its platform.
+pub fn image_of<'a>(artifact: &'a Artifact, platform: &Platform) -> Result<&'a Image, ImageError> {
+    let images = artifact.images();
+    if let Artifact::Image(i) = artifact {
+        return Ok(i);
+    }
+    if let [i] = images.as_slice() {
+        return Ok(i);
+    }
+    images
+        .iter()
+        .filter_map(|i| Some((i.config.value.platform().match_rank(platform)?, *i)))
+        .min_by_key(|(rank, _)| *rank)
+        .map(|(_, i)| i)
+        .ok_or_else(|| ImageError::NoPlatform {
+            what: format!("index {}", artifact.digest()),
+            wanted: platform.to_string(),
+            available: images
+                .iter()
+                .map(|i| i.config.value.platform().to_string())
+                .collect(),
+        })
+}

@@ -165,6 +165,7 @@ fn one_selector_picks_the_same_image_from_a_layout_an_archive_and_a_registry() {
     let cx = Context {
         registry: Some(Client::new(ClientOptions::default()).unwrap()),
         store: None,
+        ..Context::default()
     };
     let a = nested_index(&store);
     let mut refs = local_refs(t.path());
@@ -223,6 +224,7 @@ fn the_registry_sink_plans_skip_mount_stream_and_upload_blob_by_blob() {
     let cx = Context {
         registry: Some(Client::new(ClientOptions::default()).unwrap()),
         store: None,
+        ..Context::default()
     };
     let opts = WriteOptions::default();
     let base = Artifact::Image(image(&store, "linux/amd64", b"base layer"));

@@ -17,6 +17,7 @@ mod types;
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use platform::{Platform, PlatformError};
 pub use reference::{
-    looks_like_path, Reference, ReferenceError, RegistryRef, Transport, DOCKER_HUB,
+    looks_like_path, Reference, ReferenceError, RegistryRef, Transport,
+    CONTAINERD_DEFAULT_NAMESPACE, DOCKER_HUB,
 };
 pub use types::*;

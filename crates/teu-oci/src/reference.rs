@@ -1,6 +1,8 @@
 //! Image references with skopeo-style transports:
 //! `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:NAME:TAG]`,
-//! `docker://HOST/REPO[:TAG|@DIGEST]`, a bare `HOST/REPO:TAG`, and `scratch`.
+//! `docker://HOST/REPO[:TAG|@DIGEST]`, a bare `HOST/REPO:TAG`, and `scratch`; and the
+//! local engines: `docker-daemon:NAME[:TAG]`, `podman:NAME[:TAG]` (skopeo's
+//! `containers-storage:NAME[:TAG]` is the same) and `containerd:[NAMESPACE/]NAME[:TAG]`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -24,7 +26,19 @@ pub enum Reference {
     },
     /// An image in a registry.
     Registry(RegistryRef),
+    /// An image in a Docker Engine (`docker-daemon:NAME[:TAG]`).
+    DockerDaemon(RegistryRef),
+    /// An image in podman's storage, through podman's service (`podman:NAME[:TAG]`).
+    Podman(RegistryRef),
+    /// An image in a containerd namespace (`containerd:[NAMESPACE/]NAME[:TAG]`).
+    Containerd {
+        namespace: String,
+        name: RegistryRef,
+    },
 }
+
+/// containerd's namespace when none is named.
+pub const CONTAINERD_DEFAULT_NAMESPACE: &str = "default";
 
 /// The transport part of a reference, for messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +48,9 @@ pub enum Transport {
     OciArchive,
     DockerArchive,
     Docker,
+    DockerDaemon,
+    Podman,
+    Containerd,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +78,9 @@ impl Reference {
             Reference::OciArchive { .. } => Transport::OciArchive,
             Reference::DockerArchive { .. } => Transport::DockerArchive,
             Reference::Registry(_) => Transport::Docker,
+            Reference::DockerDaemon(_) => Transport::DockerDaemon,
+            Reference::Podman(_) => Transport::Podman,
+            Reference::Containerd { .. } => Transport::Containerd,
         }
     }
 
@@ -91,7 +111,7 @@ impl Reference {
             Reference::Layout { path, .. }
             | Reference::OciArchive { path, .. }
             | Reference::DockerArchive { path, .. } => Some(path),
-            Reference::Scratch | Reference::Registry(_) => None,
+            _ => None,
         }
     }
 }
@@ -177,6 +197,22 @@ impl FromStr for Reference {
         if let Some(rest) = s.strip_prefix("docker://") {
             return Ok(Reference::Registry(rest.parse()?));
         }
+        if let Some(rest) = s.strip_prefix("docker-daemon:") {
+            return Ok(Reference::DockerDaemon(engine_name(s, rest)?));
+        }
+        if let Some(rest) = s
+            .strip_prefix("podman:")
+            .or_else(|| s.strip_prefix("containers-storage:"))
+        {
+            return Ok(Reference::Podman(engine_name(s, rest)?));
+        }
+        if let Some(rest) = s.strip_prefix("containerd:") {
+            let (namespace, name) = containerd_namespace(rest);
+            return Ok(Reference::Containerd {
+                namespace: namespace.to_string(),
+                name: engine_name(s, name)?,
+            });
+        }
         if let Some((transport, _)) = s.split_once(':') {
             // `host:port/repo` is a registry reference; `word:rest` with no slash before
             // the colon and an unknown word is a mistyped transport.
@@ -189,7 +225,7 @@ impl FromStr for Reference {
                 return Err(invalid(
                     s,
                     format!(
-                        "unknown transport {transport:?} (known: oci:, oci-archive:, docker-archive:, docker://)"
+                        "unknown transport {transport:?} (known: oci:, oci-archive:, docker-archive:, docker://, docker-daemon:, podman:, containerd:)"
                     ),
                 ));
             }
@@ -223,8 +259,62 @@ impl fmt::Display for Reference {
                 name.iter().try_for_each(|n| write!(f, ":{n}"))
             }
             Reference::Registry(r) => write!(f, "docker://{r}"),
+            Reference::DockerDaemon(n) => write!(f, "docker-daemon:{}", n.familiar()),
+            Reference::Podman(n) => write!(f, "podman:{}", n.qualified()),
+            Reference::Containerd { namespace, name } => {
+                let q = name.qualified();
+                // `default` is left out when the name alone reads back as in `default`
+                // (`ghcr.io/app:1` alone would read as namespace `ghcr.io`).
+                if namespace == CONTAINERD_DEFAULT_NAMESPACE
+                    && containerd_namespace(&q).0 == CONTAINERD_DEFAULT_NAMESPACE
+                {
+                    write!(f, "containerd:{q}")
+                } else {
+                    write!(f, "containerd:{namespace}/{}", name.qualified())
+                }
+            }
         }
     }
+}
+
+/// An engine's image name: a registry name with a tag (`latest` when none), no digest.
+fn engine_name(input: &str, rest: &str) -> Result<RegistryRef, ReferenceError> {
+    if rest.is_empty() {
+        return Err(ReferenceError::EmptyPath(input.to_string()));
+    }
+    let mut n: RegistryRef = rest.parse()?;
+    if n.digest.is_some() {
+        return Err(invalid(
+            input,
+            "an engine's image is named NAME[:TAG]; a digest cannot be given",
+        ));
+    }
+    n.tag = n.tag_or_latest().map(str::to_string);
+    Ok(n)
+}
+
+/// `[NAMESPACE/]NAME`: the first component is a namespace when what follows it is a
+/// one-component name (`k8s.io/app:1`) or a fully qualified one whose first component is a
+/// registry host (`moby/docker.io/library/app:1`). So `docker.io/library/app` and
+/// `ghcr.io/me/app` are names in `default`, and a Docker Hub user's repository in another
+/// namespace is written in full (`teu/docker.io/user/app`). containerd namespaces hold no
+/// `:`, so `localhost:5000/app` is a name; `localhost/app` is one too.
+fn containerd_namespace(rest: &str) -> (&str, &str) {
+    let is_host = |c: &str| c.contains(['.', ':']) || c == "localhost";
+    let ns_ok = |c: &str| {
+        !c.is_empty()
+            && c != "localhost"
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if let Some((first, name)) = rest.split_once('/') {
+        let name_first = name.split('/').next().unwrap_or("");
+        let one_component = !name.contains('/');
+        if ns_ok(first) && (one_component || is_host(name_first)) {
+            return (first, name);
+        }
+    }
+    (CONTAINERD_DEFAULT_NAMESPACE, rest)
 }
 
 /// A registry reference, normalized as Docker does: `alpine` is
@@ -252,6 +342,16 @@ impl RegistryRef {
     /// `registry/repository`, without tag or digest.
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// The fully qualified name with its tag (`docker.io/library/app:latest`), as
+    /// containerd and podman name images; `registry/repository@digest` for a digest.
+    pub fn qualified(&self) -> String {
+        match (self.tag_or_latest(), &self.digest) {
+            (Some(t), _) => format!("{}:{t}", self.name()),
+            (None, Some(d)) => format!("{}@{d}", self.name()),
+            (None, None) => self.name(),
+        }
     }
 
     /// Docker's familiar short form (`alpine:3.20` for `docker.io/library/alpine:3.20`).
@@ -533,6 +633,66 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!("scratch".parse::<Reference>().unwrap(), Reference::Scratch);
+    }
+
+    #[test]
+    fn engine_references() {
+        let r: Reference = "docker-daemon:app:dev".parse().unwrap();
+        assert_eq!(r.to_string(), "docker-daemon:app:dev");
+        let Reference::DockerDaemon(n) = &r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(n.qualified(), "docker.io/library/app:dev");
+        let r: Reference = "docker-daemon:app".parse().unwrap();
+        assert_eq!(r.to_string(), "docker-daemon:app:latest");
+        for s in ["podman:app:1", "containers-storage:app:1"] {
+            let r: Reference = s.parse().unwrap();
+            assert_eq!(r.to_string(), "podman:docker.io/library/app:1");
+        }
+        let ns = |s: &str| match s.parse::<Reference>().unwrap() {
+            Reference::Containerd { namespace, name } => (namespace, name.qualified()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            ns("containerd:app:1"),
+            ("default".into(), "docker.io/library/app:1".into())
+        );
+        assert_eq!(
+            ns("containerd:k8s.io/app:1"),
+            ("k8s.io".into(), "docker.io/library/app:1".into())
+        );
+        assert_eq!(
+            ns("containerd:moby/docker.io/teu/app:1"),
+            ("moby".into(), "docker.io/teu/app:1".into())
+        );
+        assert_eq!(
+            ns("containerd:docker.io/library/app:1"),
+            ("default".into(), "docker.io/library/app:1".into())
+        );
+        assert_eq!(
+            ns("containerd:ghcr.io/me/app"),
+            ("default".into(), "ghcr.io/me/app:latest".into())
+        );
+        assert_eq!(
+            ns("containerd:localhost:5000/app:1"),
+            ("default".into(), "localhost:5000/app:1".into())
+        );
+        for s in [
+            "containerd:k8s.io/app:1",
+            "containerd:app:1",
+            "containerd:teu/docker.io/teu/app:1",
+            "containerd:default/ghcr.io/app:1",
+        ] {
+            let r: Reference = s.parse().unwrap();
+            assert_eq!(r.to_string().parse::<Reference>().unwrap(), r, "{s}");
+        }
+        for bad in [
+            "docker-daemon:",
+            "podman:app@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "containerd:",
+        ] {
+            assert!(bad.parse::<Reference>().is_err(), "{bad} should not parse");
+        }
     }
 
     #[test]

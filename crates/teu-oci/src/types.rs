@@ -29,6 +29,9 @@ pub mod media_type {
 
 /// The annotation that names an image inside an OCI layout's `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The fully qualified image name Docker 25+ writes into an archive's `index.json`
+/// (`docker.io/library/app:1`); podman and containerd name a loaded image from it.
+pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// The OCI annotation naming the base image an image was built on.
 pub const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
 /// The OCI annotation holding the digest of the base image's manifest.

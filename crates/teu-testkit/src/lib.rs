@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+pub mod engines;
 pub mod registry;
 pub mod token_server;
 

@@ -71,6 +71,10 @@ pub struct RegistryArgs {
     )]
     pub chunk_size: Option<u64>,
 
+    /// containerd's socket, for containerd:… destinations and Docker's containerd image store [default: /run/containerd/containerd.sock]
+    #[arg(long, value_name = "PATH", env = "CONTAINERD_ADDRESS", global = true)]
+    pub containerd_address: Option<PathBuf>,
+
     /// Tags asked for per request when listing (the registry may send fewer and a link)
     #[arg(long, value_name = "N", hide = true, global = true)]
     pub page_size: Option<usize>,
@@ -122,6 +126,7 @@ impl RegistryArgs {
         Ok(Context {
             registry: Some(self.client()?),
             store: None,
+            containerd_address: self.containerd_address.clone(),
         })
     }
 }
@@ -138,7 +143,7 @@ pub fn parse_ref(flag: &str, s: &str) -> Result<Reference> {
 pub fn parse_output(flag: &str, s: &str) -> Result<Reference> {
     let r = parse_ref(flag, s)?;
     // No host (no slash) and not a local transport: a Docker Hub name.
-    let hub_name = !s.contains('/') && r.local_path().is_none() && !r.is_scratch();
+    let hub_name = !s.contains('/') && matches!(r, Reference::Registry(_));
     let name = s.split([':', '@']).next().unwrap_or(s);
     if hub_name && std::path::Path::new(name).exists() {
         return Err(usage(format!(

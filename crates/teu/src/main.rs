@@ -28,7 +28,9 @@ reproducibly, writes them as OCI layouts, OCI archives and docker archives, and 
 them to registries moving only the blobs a registry lacks.\n\n\
 References: oci:DIR[:TAG] (an OCI layout), oci-archive:FILE[:TAG], \
 docker-archive:FILE[:NAME:TAG], HOST/REPO[:TAG|@DIGEST] or docker://… (a registry; \
-Docker Hub short names such as alpine expand as Docker does), and scratch as a base.\n\n\
+Docker Hub short names such as alpine expand as Docker does), scratch as a base, and the \
+local engines: docker-daemon:NAME[:TAG], podman:NAME[:TAG] and \
+containerd:[NAMESPACE/]NAME[:TAG].\n\n\
 State (the blob store) lives under $TEU_HOME, by default the platform cache directory \
 (~/.cache/teu on Linux).",
     after_help = "Exit codes: 0 success, 1 failure, 2 command-line usage error."
@@ -55,6 +57,9 @@ enum Command {
     /// Download a whole image (every layer) into a local layout or archive
     #[command(after_help = transfer::PULL_HELP)]
     Pull(transfer::TransferArgs),
+    /// Load an image into Docker, podman or containerd, moving only what the engine lacks
+    #[command(after_help = load::HELP)]
+    Load(load::LoadArgs),
     /// Show an image's index or manifest, its config and layers, wherever it lives
     Inspect(inspect::InspectArgs),
     /// Print the digest a reference resolves to
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         Command::Push(args) => transfer::run(transfer::Verb::Push, args),
         Command::Copy(args) => transfer::run(transfer::Verb::Copy, args),
         Command::Pull(args) => transfer::run(transfer::Verb::Pull, args),
+        Command::Load(args) => load::run(args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Digest(args) => inspect::digest(args),
         Command::Tags(args) => tags::run(args),

@@ -97,6 +97,33 @@ pub fn print_write(r: &WriteReport, say: &dyn Fn(String)) {
     ));
 }
 
+/// What an engine holds after a load: its name and digest, what was sent, and warnings.
+pub fn print_engine(r: &WriteReport, say: &dyn Fn(String)) {
+    // (`say` is quiet under --quiet; warnings are not.)
+    let Some(e) = &r.engine else { return };
+    let skipped = r.blobs.iter().filter(|b| b.action == Action::Skip).count();
+    say(format!(
+        "teu: {} {}: {} is {}{} ({}; {} of {} blobs skipped, {} sent)",
+        e.engine,
+        e.address,
+        e.name,
+        e.digest,
+        if e.keeps_manifest_digest {
+            ""
+        } else {
+            " (image ID)"
+        },
+        e.how,
+        skipped,
+        r.blobs.len(),
+        bytes(e.bytes_sent)
+    ));
+    // Warnings are printed even with --quiet.
+    for w in &e.warnings {
+        eprintln!("teu: warning: {w}");
+    }
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;

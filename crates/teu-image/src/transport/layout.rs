@@ -146,14 +146,33 @@ fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations.get(ANNOTATION_REF_NAME).map(String::as_str)
 }
 
-/// The `ref.name`s of an index, in index order.
+/// What an index entry is called: Docker 25's `io.containerd.image.name` in its familiar
+/// form (`app:1`) when it has one (archives teu and Docker write), else its `ref.name`.
+fn entry_name(d: &Descriptor) -> Option<String> {
+    d.annotations
+        .get(teu_oci::ANNOTATION_CONTAINERD_NAME)
+        .and_then(|n| n.parse::<teu_oci::RegistryRef>().ok())
+        .map(|n| n.familiar())
+        .or_else(|| ref_name(d).map(str::to_string))
+}
+
+/// Whether the entry answers to `t`: its `ref.name`, or its image name, short or full.
+fn answers_to(d: &Descriptor, t: &str) -> bool {
+    if ref_name(d) == Some(t) {
+        return true;
+    }
+    let full = d.annotations.get(teu_oci::ANNOTATION_CONTAINERD_NAME);
+    match (full, t.parse::<teu_oci::RegistryRef>()) {
+        (Some(f), Ok(want)) if t.contains([':', '/']) => {
+            f.parse::<teu_oci::RegistryRef>().ok() == Some(want.clone()) || *f == want.qualified()
+        }
+        _ => false,
+    }
+}
+
+/// The names of an index's entries, in index order.
 pub(crate) fn tags_of(index: &Index) -> Vec<String> {
-    index
-        .manifests
-        .iter()
-        .filter_map(ref_name)
-        .map(str::to_string)
-        .collect()
+    index.manifests.iter().filter_map(entry_name).collect()
 }
 
 /// The descriptor tagged `tag` in a layout's (or an archive's) index, or its only one.
@@ -162,12 +181,13 @@ pub(crate) fn pick_tag<'a>(
     tag: Option<&str>,
     dir: &Path,
 ) -> Result<&'a Descriptor, ImageError> {
-    let tags: Vec<&str> = index.manifests.iter().filter_map(ref_name).collect();
+    let names = tags_of(index);
+    let tags: Vec<&str> = names.iter().map(String::as_str).collect();
     match tag {
         Some(t) => index
             .manifests
             .iter()
-            .find(|d| ref_name(d) == Some(t))
+            .find(|d| answers_to(d, t))
             .ok_or_else(|| {
                 not_found(
                     what(dir),

@@ -10,6 +10,9 @@
 //! | `oci:DIR[:TAG]` | [`layout`] | index.json, blobs read in place | skip, link from the store, copy |
 //! | `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:NAME:TAG]` | [`archive`] | the tar indexed once, blobs read in place | one tar, written under a temporary name |
 //! | `HOST/REPO[:TAG\|@DIGEST]`, `docker://…` | [`registry`] | manifests, blobs streamed on demand | the push planner: skip, mount, stream, upload |
+//! | `docker-daemon:NAME[:TAG]` | [`docker_daemon`] | the engine's save stream (`GET /images/NAME/get`) in an unlinked temporary file, read as a docker archive | tag an image it has; else stream a docker archive of only the layers it lacks into `POST /images/load` |
+//! | `podman:NAME[:TAG]`, `containers-storage:…` | [`podman`] | the same, from podman's service | podman's Docker-compatible service: tag an image it has, else stream the archive without the layers it holds |
+//! | `containerd:[NAMESPACE/]NAME[:TAG]` | [`containerd`] | `Images.Get`, blobs streamed with `Content.Read` | the content API under a lease: only blobs it lacks, then the image record |
 //!
 //! Adding a transport means adding a module and one arm in each of the two functions.
 //!
@@ -26,8 +29,12 @@
 //! ```
 
 pub mod archive;
+pub mod containerd;
+pub mod docker_daemon;
 pub mod layout;
+pub mod podman;
 pub mod registry;
+mod unix_http;
 
 use std::sync::Arc;
 
@@ -47,6 +54,9 @@ pub use crate::select::Select;
 pub struct Context {
     pub registry: Option<Client>,
     pub store: Option<Store>,
+    /// containerd's socket (`--containerd-address`); else `$CONTAINERD_ADDRESS`, else
+    /// `/run/containerd/containerd.sock`.
+    pub containerd_address: Option<std::path::PathBuf>,
 }
 
 impl Context {
@@ -191,6 +201,30 @@ pub struct WriteReport {
     /// What went over the wire to registries, requests and bytes, including retries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Traffic>,
+    /// What a container engine holds now (engine destinations only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineReport>,
+}
+
+/// What a container engine holds after a load.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineReport {
+    /// `docker`, `podman` or `containerd`.
+    pub engine: String,
+    /// The socket spoken to.
+    pub address: String,
+    /// The name the image has there (`docker.io/library/app:1`).
+    pub name: String,
+    /// The digest the engine knows the image by: the manifest or index digest where it
+    /// keeps it (containerd), else the image ID (the config digest).
+    pub digest: Digest,
+    /// Whether `digest` is the image's manifest or index digest.
+    pub keeps_manifest_digest: bool,
+    /// Bytes sent to the engine (archive stream or content writes).
+    pub bytes_sent: u64,
+    /// `tagged` (the engine had the image), `loaded` or `written`.
+    pub how: String,
+    pub warnings: Vec<String>,
 }
 
 /// Where images are written.
@@ -206,6 +240,10 @@ pub trait Sink: Send + Sync {
     /// Carry out `plan` (updating each action to what really happened), then write the
     /// documents and names; all or nothing. Returns the bytes written.
     fn write(&self, artifact: &Artifact, plan: &mut [BlobPlan]) -> Result<u64, ImageError>;
+    /// After `write`: what a container engine holds now (engines only).
+    fn engine(&self) -> Option<EngineReport> {
+        None
+    }
 }
 
 /// The one place a reference is read: its transport's [`Source`].
@@ -222,6 +260,13 @@ pub fn open_source(r: &Reference, cx: &Context) -> Result<Box<dyn Source>, Image
         Reference::Registry(reg) => Box::new(registry::RegistrySource::new(
             cx.client(&r.to_string())?,
             reg,
+        )),
+        Reference::DockerDaemon(name) => Box::new(docker_daemon::DockerDaemonSource::new(name, cx)),
+        Reference::Podman(name) => Box::new(docker_daemon::DockerDaemonSource::podman(name)),
+        Reference::Containerd { namespace, name } => Box::new(containerd::ContainerdSource::new(
+            &containerd::address(cx),
+            namespace,
+            name,
         )),
         Reference::Scratch => {
             return Err(unsupported(
@@ -274,6 +319,22 @@ pub fn open_sink(
             &opts.tags,
             opts.jobs,
         )),
+        Reference::DockerDaemon(name) => {
+            no_tags("docker-daemon:NAME:TAG")?;
+            Box::new(docker_daemon::DockerDaemonSink::new(name, cx))
+        }
+        Reference::Podman(name) => {
+            no_tags("podman:NAME:TAG")?;
+            Box::new(podman::podman_sink(name))
+        }
+        Reference::Containerd { namespace, name } => {
+            no_tags("containerd:NAME:TAG")?;
+            Box::new(containerd::ContainerdSink::new(
+                &containerd::address(cx),
+                namespace,
+                name,
+            ))
+        }
         Reference::Scratch => {
             return Err(unsupported(
                 "scratch",
@@ -328,6 +389,34 @@ pub fn write_to(
         blobs,
         bytes_written,
         traffic,
+        engine: if dry_run { None } else { sink.engine() },
+    })
+}
+
+/// An engine that answers on its usual socket, asked in this order: Docker
+/// (`$DOCKER_HOST`, `/var/run/docker.sock`), podman (`$CONTAINER_HOST`, podman's root and
+/// rootless sockets), containerd ([`containerd::address`]). The error names every socket
+/// tried and what each said.
+pub fn engine_on_default_socket(cx: &Context) -> Result<teu_oci::Transport, ImageError> {
+    let mut tried = Vec::new();
+    match docker_daemon::ping() {
+        Ok(()) => return Ok(teu_oci::Transport::DockerDaemon),
+        Err(e) => tried.push(format!("docker: {e}")),
+    }
+    match podman::ping() {
+        Ok(()) => return Ok(teu_oci::Transport::Podman),
+        Err(e) => tried.push(format!("podman: {e}")),
+    }
+    match containerd::ping(&containerd::address(cx)) {
+        Ok(()) => return Ok(teu_oci::Transport::Containerd),
+        Err(e) => tried.push(format!("containerd: {e}")),
+    }
+    Err(ImageError::Engine {
+        engine: "no engine".to_string(),
+        message: format!(
+            "none answered; tried {} (name one: docker-daemon:NAME, podman:NAME, containerd:NAME)",
+            tried.join("; ")
+        ),
     })
 }
 

@@ -16,7 +16,7 @@ use teu_spec::{check_dest, Format, Item, LayerSpec, MetaOverride, Spec};
 use teu_store::Store;
 
 use crate::args::{jobs_arg, parse_output, parse_ref, usage, RegistryArgs};
-use crate::output::{bytes, print_write};
+use crate::output::{bytes, print_engine, print_write};
 
 /// The output used when no --output is given.
 pub const DEFAULT_OUTPUT: &str = "oci:teu-out";
@@ -456,7 +456,10 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
     for (out, sink) in outputs.iter().zip(&sinks) {
         let r = transport::write_to(sink.as_ref(), artifact, args.dry_run, &cx)
             .with_context(|| format!("writing {out}"))?;
-        if sink.is_local() {
+        if r.engine.is_some() {
+            print_write(&r, &say);
+            print_engine(&r, &say);
+        } else if sink.is_local() {
             say(format!(
                 "teu: {} {} ({} new)",
                 if r.dry_run { "would write" } else { "wrote" },

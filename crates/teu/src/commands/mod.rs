@@ -5,6 +5,7 @@ pub mod build;
 pub mod cache;
 pub mod diff;
 pub mod inspect;
+pub mod load;
 pub mod lock;
 pub mod login;
 pub mod serve;

@@ -87,7 +87,8 @@ pub const COPY_HELP: &str = "Examples:\n  \
 teu copy docker.io/library/alpine:3.20 localhost:5000/alpine:3.20   # every platform\n  \
 teu copy alpine:3.20 oci:./alpine:3.20 --platform linux/arm64        # one image\n  \
 teu copy localhost:5000/app:1 oci-archive:app.tar\n  \
-teu copy docker-archive:app.tar oci:./app:1 --dry-run\n\n\
+teu copy docker-archive:app.tar oci:./app:1 --dry-run\n  \
+teu copy oci:out containerd:k8s.io/app:1                            # see also teu load\n\n\
 Sources and destinations: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], \
 HOST/REPO[:TAG|@DIGEST] (docker://… too). An index is copied whole unless --platform \
 selects one image. Between registries blobs are streamed (verified against their digests, \

@@ -6,6 +6,7 @@
 mod build_cli;
 mod cache;
 mod common;
+mod daemons;
 mod diff_verify;
 mod edge_cases;
 mod errors;

@@ -9,6 +9,7 @@
 mod write;
 
 pub use write::ArchiveSink;
+pub(crate) use write::{write_docker_archive, write_engine_archive};
 
 use std::collections::HashMap;
 use std::fs::File;

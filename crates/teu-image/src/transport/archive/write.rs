@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use teu_layer::tar_writer;
-use teu_oci::{layout_blob_path, Descriptor, Index, Raw, RegistryRef, ANNOTATION_REF_NAME};
+use teu_oci::{
+    layout_blob_path, Descriptor, Index, Raw, RegistryRef, ANNOTATION_CONTAINERD_NAME,
+    ANNOTATION_REF_NAME,
+};
 use teu_store::atomic::AtomicFile;
 use teu_store::Store;
 
@@ -97,7 +100,9 @@ impl Sink for ArchiveSink {
             let mut w = BufWriter::with_capacity(1 << 20, &mut f);
             let n = match &self.kind {
                 Kind::Oci { tag } => write_oci_archive(&mut w, Some(tag), artifact)?,
-                Kind::Docker { name } => write_docker_archive(&mut w, name.as_ref(), artifact)?,
+                Kind::Docker { name } => {
+                    write_docker_archive(&mut w, name.as_ref(), artifact, &Default::default())?
+                }
             };
             w.into_inner()
                 .map_err(|e| io_err(path.display())(e.into_error()))?;
@@ -169,15 +174,37 @@ fn all_blobs(artifact: &Artifact) -> Vec<(Descriptor, BlobRef<'_>)> {
     v
 }
 
+/// An archive's `index.json`. An image name is written as Docker 25 writes it: the fully
+/// qualified name in `io.containerd.image.name` (`docker.io/library/app:1`) and only the
+/// tag in `ref.name` (`1`), so that docker, podman and containerd all load it under the
+/// same name (podman and containerd read `index.json`, Docker reads `manifest.json`).
+/// A bare tag (`oci-archive:FILE:v1`) stays a bare `ref.name`.
 fn index_for(artifact: &Artifact, tag: Option<&str>) -> Raw<Index> {
     let mut index = Index::new();
     let mut d = artifact.descriptor();
     if let Some(t) = tag {
+        let (name, ref_name) = archive_names(t);
+        if let Some(n) = name {
+            d.annotations
+                .insert(ANNOTATION_CONTAINERD_NAME.to_string(), n);
+        }
         d.annotations
-            .insert(ANNOTATION_REF_NAME.to_string(), t.to_string());
+            .insert(ANNOTATION_REF_NAME.to_string(), ref_name);
     }
     index.manifests.push(d);
     Raw::encode(index)
+}
+
+/// `app:1` → (`docker.io/library/app:1`, `1`); `v1` (no name, only a tag) → (none, `v1`).
+pub(crate) fn archive_names(t: &str) -> (Option<String>, String) {
+    if t.contains([':', '/']) {
+        if let Ok(n) = t.parse::<RegistryRef>() {
+            if let (None, Some(tag)) = (&n.digest, n.tag_or_latest()) {
+                return (Some(n.qualified()), tag.to_string());
+            }
+        }
+    }
+    (None, t.to_string())
 }
 
 /// Write an OCI archive (a tar of an OCI layout) of `image`, tagged `tag`.
@@ -205,13 +232,52 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
-/// Write a `docker save` archive of `image`, named `name` (for `RepoTags`) when given.
+/// A docker archive for an engine's `POST /images/load`: `manifest.json`, the config and
+/// the layers of `image` except those in `omit` (layers the engine already holds: its
+/// loader looks a layer up by chain ID before it opens the layer's file), and no OCI
+/// layout, which the classic loader does not read. Returns the bytes written.
+pub(crate) fn write_engine_archive(
+    out: &mut dyn Write,
+    name: &RegistryRef,
+    image: &Image,
+    omit: &std::collections::HashSet<teu_oci::Digest>,
+) -> Result<u64, ImageError> {
+    let blob_path = |d: &Descriptor| layout_blob_path(&d.digest);
+    let m = &image.manifest.value;
+    let manifest = vec![DockerManifestEntry {
+        config: blob_path(&m.config),
+        repo_tags: vec![name.familiar()],
+        layers: m.layers.iter().map(blob_path).collect(),
+    }];
+    let mut t = TarOut { out, written: 0 };
+    t.dir("blobs")?;
+    t.dir("blobs/sha256")?;
+    let mut blobs: Vec<_> = image
+        .blobs()
+        .into_iter()
+        .filter(|(d, _)| !omit.contains(&d.digest))
+        .collect();
+    blobs.sort_by(|a, b| a.0.digest.cmp(&b.0.digest));
+    blobs.dedup_by(|a, b| a.0.digest == b.0.digest);
+    for (d, b) in blobs {
+        t.blob(d, &b)?;
+    }
+    t.file(
+        "manifest.json",
+        &serde_json::to_vec(&manifest).expect("serializable"),
+    )?;
+    t.finish()
+}
+
+/// Write a `docker save` archive of `image`, named `name` (for `RepoTags`) when given,
+/// without the blobs in `omit` (for an engine that holds them; files get every blob).
 /// The OCI part holds every platform; Docker's `manifest.json` names one image (a daemon
 /// loads one platform): the index's first, so the archive does not depend on the host.
-fn write_docker_archive(
+pub(crate) fn write_docker_archive(
     out: &mut dyn Write,
     name: Option<&RegistryRef>,
     artifact: &Artifact,
+    omit: &std::collections::HashSet<teu_oci::Digest>,
 ) -> Result<u64, ImageError> {
     let image: &Image = artifact.images()[0];
     let familiar = name.map(|n| n.familiar());
@@ -226,7 +292,10 @@ fn write_docker_archive(
     let mut t = TarOut { out, written: 0 };
     t.dir("blobs")?;
     t.dir("blobs/sha256")?;
-    for (d, b) in all_blobs(artifact) {
+    for (d, b) in all_blobs(artifact)
+        .into_iter()
+        .filter(|(d, _)| !omit.contains(&d.digest))
+    {
         t.blob(&d, &b)?;
     }
     t.file(
