@@ -124,3 +124,35 @@ mod tests {
         assert_eq!(parse_challenge("Bearer service=x"), None);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// A registry's `WWW-Authenticate` header is untrusted: anything parses or is
+        /// refused, never a panic.
+        #[test]
+        fn challenges_never_panic(h in "\\PC{0,120}") {
+            let _ = super::parse_challenge(&h);
+        }
+
+        #[test]
+        fn bearer_challenges_keep_realm_and_service(
+            realm in "https://[a-z]{1,10}\\.[a-z]{2,3}/[a-z]{0,8}",
+            service in "[a-z0-9.:-]{1,20}",
+            scheme in prop_oneof![Just("Bearer"), Just("bearer"), Just("BEARER")],
+        ) {
+            let h = format!("{scheme} realm=\"{realm}\",service=\"{service}\",scope=\"repository:x:pull\"");
+            match super::parse_challenge(&h) {
+                Some(super::Challenge::Bearer { realm: r, service: s }) => {
+                    prop_assert_eq!(r, realm);
+                    prop_assert_eq!(s, Some(service));
+                }
+                other => prop_assert!(false, "{h}: {other:?}"),
+            }
+        }
+    }
+}
