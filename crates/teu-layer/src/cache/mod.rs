@@ -20,9 +20,10 @@
 //! Records are written atomically (temporary file, rename) without fsync: the blob they
 //! name is already durable, and a record lost in a crash only costs a rebuild.
 //!
-//! Correctness guard: after a miss, every source file is stat'ed again, and the record is
-//! kept only if none changed while the layer was built, so a record never pairs a key
-//! with bytes from other content.
+//! Correctness guard: after a miss, every source file (and tarball) is stat'ed again, and
+//! the record is kept only if none changed while the layer was built, so a record never
+//! pairs a key with bytes from other content. Tarball entries are keyed by the tarball's
+//! hash and their range ([`crate::entry::Tarball`]), never by reading them again.
 
 pub mod key;
 pub mod segments;
@@ -37,12 +38,12 @@ use sha2::{Digest as _, Sha256};
 use teu_oci::Digest;
 use teu_store::Store;
 
-use crate::entry::{Content, Entry, Kind};
+use crate::entry::{Content, Entry, Kind, Tarball};
 use crate::path as lpath;
 use crate::pipeline::{
     build_layer_from_tar_with, build_layer_with, BuiltLayer, LayerOptions, PipelineError,
 };
-use crate::source::open_decompressed;
+use crate::source::{decompressed, sniff, Tee};
 use segments::SegmentCache;
 use stat::{FileStat, StatCache};
 
@@ -108,31 +109,39 @@ pub fn build_tar_layer_cached(
     };
     let started = now_secs();
     let before = FileStat::of(src).map_err(read_err)?;
-    let hash = match stats.get(src, &before) {
-        Some(h) => h,
-        None => {
-            let h = hash_reader(&mut fs::File::open(src).map_err(read_err)?).map_err(read_err)?;
-            if !before.racy(started) {
-                stats.insert(src, before, h);
-            }
-            h
+    let known = stats.get(src, &before);
+    if let Some(hash) = known {
+        let record = dir
+            .join("layers")
+            .join(key::tar_key(&hash, &opts.compression).hex());
+        if let Some(layer) = lookup(&record, store) {
+            save_stats(&stats, &dir)?;
+            return Ok(Cached { layer, hit: true });
         }
-    };
-    let key = key::tar_key(&hash, &opts.compression);
-    let record = dir.join("layers").join(key.hex());
-    if let Some(layer) = lookup(&record, store) {
-        save_stats(&stats, &dir)?;
-        return Ok(Cached { layer, hit: true });
     }
-    let mut reader = open_decompressed(src).map_err(read_err)?;
-    let layer = build_layer_from_tar_with(
-        &mut reader,
-        origin,
-        opts,
-        store,
-        Some(&SegmentCache::new(store)),
-    )?;
-    if FileStat::of(src).ok() == Some(before) && !before.racy(started) {
+    // Build, hashing the tarball's bytes as the pipeline reads them: one read, not two.
+    let mut file = fs::File::open(src).map_err(read_err)?;
+    let compression = sniff(&mut file).map_err(read_err)?;
+    let mut raw = Tee::new(file);
+    let layer = {
+        let mut reader = decompressed(&mut raw, compression).map_err(read_err)?;
+        build_layer_from_tar_with(
+            &mut reader,
+            origin,
+            opts,
+            store,
+            Some(&SegmentCache::new(store)),
+        )?
+    };
+    let hash = raw.finish().map_err(read_err)?;
+    // Record the layer under the hash of the bytes it was built from, if the tarball is
+    // still what it was when this build began and is not racy (see `build_layer_cached`).
+    let steady = FileStat::of(src).ok() == Some(before) && !before.racy(started);
+    if steady && known.is_none_or(|k| k == hash) {
+        stats.insert(src, before, hash);
+        let record = dir
+            .join("layers")
+            .join(key::tar_key(&hash, &opts.compression).hex());
         write_record(&record, &layer)?;
     }
     save_stats(&stats, &dir)?;
@@ -184,16 +193,18 @@ fn content_hashes(
                 }
             }
             Content::Bytes(b) => hashes[i] = Some(Sha256::digest(b).into()),
-            Content::Range { file, .. } => {
-                // The tarball itself may change between hashing and building.
-                if !seen.files.iter().any(|(f, _)| Arc::ptr_eq(f, file)) {
-                    let st = file
-                        .metadata()
-                        .map_err(|source| read_error(e, content, source))?;
-                    seen.files
-                        .push((Arc::clone(file), FileStat::from_metadata(&st)));
+            Content::Range {
+                offset,
+                size,
+                tarball,
+                ..
+            } => {
+                // The bytes are a function of the tarball's: key them by its hash and the
+                // range, read nothing. The tarball itself is the source to guard.
+                if !seen.tarballs.iter().any(|t| Arc::ptr_eq(t, tarball)) {
+                    seen.tarballs.push(Arc::clone(tarball));
                 }
-                misses.push((i, None))
+                hashes[i] = Some(range_hash(tarball, *offset, *size));
             }
         }
     }
@@ -251,6 +262,16 @@ fn content_hashes(
     Ok(hashes)
 }
 
+/// The content hash of a tarball entry: SHA-256 over the tarball's hash and the range.
+fn range_hash(tarball: &Tarball, offset: u64, size: u64) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"teu tarball range\0");
+    h.update(tarball.sha256);
+    h.update(offset.to_le_bytes());
+    h.update(size.to_le_bytes());
+    h.finalize().into()
+}
+
 fn read_error(e: &Entry, content: &Content, source: io::Error) -> PipelineError {
     PipelineError::Read {
         origin: e.origin.to_string(),
@@ -277,8 +298,9 @@ fn hash_reader(r: &mut dyn Read) -> io::Result<[u8; 32]> {
 #[derive(Default)]
 struct Seen {
     paths: Vec<(PathBuf, FileStat)>,
-    /// Tarballs read in place (by handle: in-place rewrites keep the inode).
-    files: Vec<(Arc<fs::File>, FileStat)>,
+    /// Tarballs, as they were when read (their path's stat now must match the stat of the
+    /// handle they were read through: a rewrite in place or a rename over both change it).
+    tarballs: Vec<Arc<Tarball>>,
 }
 
 impl Seen {
@@ -287,15 +309,11 @@ impl Seen {
             .paths
             .iter()
             .all(|(p, st)| !st.racy(started) && FileStat::of(p).ok().as_ref() == Some(st));
-        let files = self.files.iter().all(|(f, st)| {
-            !st.racy(started)
-                && f.metadata()
-                    .ok()
-                    .map(|m| FileStat::from_metadata(&m))
-                    .as_ref()
-                    == Some(st)
+        // A tarball is judged against the moment it was read, which is before `started`.
+        let tarballs = self.tarballs.iter().all(|t| {
+            !t.stat.racy(t.read_at) && FileStat::of(&t.path).ok().as_ref() == Some(&t.stat)
         });
-        paths && files
+        paths && tarballs
     }
 }
 
@@ -397,19 +415,29 @@ mod tests {
         let st = FileStat::of(&p).unwrap();
         let seen = Seen {
             paths: vec![(p.clone(), st)],
-            files: Vec::new(),
+            tarballs: Vec::new(),
         };
         // ctime is now (set_modified changed it): racy against a build started now,
         // fine against one started a second later.
         assert!(!seen.unchanged_since(now_secs()));
         assert!(seen.unchanged_since(now_secs() + 1));
 
-        // A tarball rewritten in place through another handle: same inode, new stat.
-        let tar = Arc::new(fs::File::open(&p).unwrap());
-        let st = FileStat::from_metadata(&tar.metadata().unwrap());
+        // A tarball rewritten in place: same inode, new stat. It is judged against the
+        // second it was read in, not the build's start.
+        let tarball = |read_at| Tarball {
+            path: p.clone(),
+            stat: FileStat::of(&p).unwrap(),
+            read_at,
+            sha256: [0; 32],
+        };
         let seen = Seen {
             paths: Vec::new(),
-            files: vec![(Arc::clone(&tar), st)],
+            tarballs: vec![Arc::new(tarball(now_secs()))],
+        };
+        assert!(!seen.unchanged_since(now_secs() + 1), "racy when read");
+        let seen = Seen {
+            paths: Vec::new(),
+            tarballs: vec![Arc::new(tarball(now_secs() + 1))],
         };
         assert!(seen.unchanged_since(now_secs() + 1));
         std::thread::sleep(std::time::Duration::from_millis(20));
