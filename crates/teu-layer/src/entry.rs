@@ -83,6 +83,28 @@ impl Content {
         })
     }
 
+    /// [`Content::open`], from byte `skip` on (a segment that starts inside a big file).
+    pub fn open_at(&self, skip: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        if skip == 0 {
+            return self.open();
+        }
+        Ok(match self {
+            Content::Path { path, .. } => {
+                let mut f = File::open(path)?;
+                io::Seek::seek(&mut f, io::SeekFrom::Start(skip))?;
+                Box::new(f)
+            }
+            Content::Range {
+                file, offset, size, ..
+            } => Box::new(RangeReader::new(
+                &**file,
+                offset + skip.min(*size),
+                size - skip.min(*size),
+            )),
+            Content::Bytes(b) => Box::new(&b[(skip as usize).min(b.len())..]),
+        })
+    }
+
     fn same_bytes(&self, other: &Content) -> io::Result<bool> {
         if self.size() != other.size() {
             return Ok(false);

@@ -26,6 +26,7 @@
 //! hash and their range ([`crate::entry::Tarball`]), never by reading them again.
 
 pub mod key;
+mod maps;
 pub mod segments;
 pub mod stat;
 
@@ -41,9 +42,12 @@ use teu_store::Store;
 use crate::entry::{Content, Entry, Kind, Tarball};
 use crate::path as lpath;
 use crate::pipeline::{
-    build_layer_from_tar_with, build_layer_with, BuiltLayer, LayerOptions, PipelineError,
+    build_layer_from_tar_with, build_planned, BuiltLayer, LayerOptions, PipelineError, Resume,
+    Trace,
 };
 use crate::source::{decompressed, sniff, Tee};
+use crate::{plan, tar_writer};
+use maps::{LayerMap, MapSeg};
 use segments::SegmentCache;
 use stat::{FileStat, StatCache};
 
@@ -72,22 +76,99 @@ pub fn build_layer_cached(
     let mut stats = StatCache::load(stat_file(&dir, scope));
     let mut seen = Seen::default();
     let hashes = content_hashes(entries, &mut stats, &mut seen, opts.jobs, started)?;
-    let key = key::layer_key(entries, &hashes, &opts.compression);
+    let headers: Vec<Vec<u8>> = entries.iter().map(tar_writer::encode_header).collect();
+    let key = key::layer_key_with(entries, &headers, &hashes, &opts.compression);
     let record = dir.join("layers").join(key.hex());
     if let Some(layer) = lookup(&record, store) {
         save_stats(&stats, &dir)?;
         return Ok(Cached { layer, hit: true });
     }
-    let layer = build_layer_with(entries, opts, store, Some(&SegmentCache::new(store)))?;
+    let segs = plan::plan(entries, &headers, opts.compression.segment_policy());
+    let keys = plan::segment_keys(entries, &headers, &hashes, &segs);
+    let map_path = dir
+        .join("maps")
+        .join(key::map_name(scope, &opts.compression).hex());
+    let old = opts
+        .compression
+        .segment_policy()
+        .and_then(|_| LayerMap::load(&map_path));
+    let resume = old.as_ref().and_then(|m| resume_from(m, &keys, store));
+    let from = resume.as_ref().map_or(0, |r| r.from);
+    let (layer, trace) = build_planned(
+        entries,
+        &headers,
+        &segs,
+        opts,
+        store,
+        Some((&SegmentCache::new(store), &keys)),
+        resume,
+    )?;
     // The key was computed from the sources as they were hashed; the blob from them as
     // the pipeline read them. Record the pair only if nothing can have changed between:
     // no source's stat moved, and none was modified within the build's first second or
     // later (a same-tick rewrite leaves the stat as it was on coarse-clock file systems).
     if seen.unchanged_since(started) {
         write_record(&record, &layer)?;
+        if let Some(map) = next_map(old.as_ref(), from, &keys, &trace, &layer) {
+            let _ = map.save(&map_path);
+        }
     }
     save_stats(&stats, &dir)?;
     Ok(Cached { layer, hit: false })
+}
+
+/// Where a rebuild can continue the build `map` describes: after the segments whose keys
+/// still match (at least one segment is always written), if its blob is still there.
+fn resume_from(map: &LayerMap, keys: &[[u8; 32]], store: &Store) -> Option<Resume> {
+    let same = map
+        .segs
+        .iter()
+        .zip(keys)
+        .take_while(|(m, k)| m.key == **k)
+        .count();
+    let from = same.min(keys.len().saturating_sub(1));
+    if from == 0 {
+        return None;
+    }
+    let blob = fs::File::open(store.blob_path(&map.digest)).ok()?;
+    if blob.metadata().ok()?.len() != map.size {
+        return None;
+    }
+    let last = &map.segs[from - 1];
+    Some(Resume {
+        from,
+        blob,
+        prefix_len: last.digest.len(),
+        digest: last.digest,
+        diff: last.diff,
+    })
+}
+
+/// The map of the layer just built: the old map's first `from` segments, then the new.
+fn next_map(
+    old: Option<&LayerMap>,
+    from: usize,
+    keys: &[[u8; 32]],
+    trace: &Trace,
+    layer: &BuiltLayer,
+) -> Option<LayerMap> {
+    let written = keys.len() - from;
+    if trace.diff_after.len() != written || trace.digest_after.len() != written {
+        return None; // not a segmented layer
+    }
+    let mut segs: Vec<MapSeg> = old.map_or_else(Vec::new, |m| m.segs[..from].to_vec());
+    for (i, key) in keys.iter().enumerate().skip(from) {
+        segs.push(MapSeg {
+            key: *key,
+            diff: trace.diff_after[i - from],
+            digest: trace.digest_after[i - from],
+        });
+    }
+    Some(LayerMap {
+        digest: layer.digest.clone(),
+        size: layer.size,
+        segs,
+    })
 }
 
 /// Build a layer whose tar stream is the (possibly compressed) tarball `src`, byte for
@@ -287,7 +368,10 @@ fn hash_reader(r: &mut dyn Read) -> io::Result<[u8; 32]> {
     loop {
         match r.read(&mut buf) {
             Ok(0) => return Ok(h.finalize().into()),
-            Ok(n) => h.update(&buf[..n]),
+            Ok(n) => {
+                crate::pipeline::count_read(n);
+                h.update(&buf[..n]);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
