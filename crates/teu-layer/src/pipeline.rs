@@ -90,6 +90,14 @@ pub(crate) fn count_read(n: usize) {
     CONTENT_READ.fetch_add(n as u64, Ordering::Relaxed);
 }
 
+/// Segments this process compressed (rather than copied from an earlier blob or the
+/// segment cache): what a one-file rebuild should keep to one or two.
+static COMPRESSED: AtomicU64 = AtomicU64::new(0);
+
+pub fn segments_compressed() -> u64 {
+    COMPRESSED.load(Ordering::Relaxed)
+}
+
 /// Build a layer from `entries` (in path order, as [`crate::LayerTree::finish`] returns
 /// them) into `store`.
 pub fn build_layer(
@@ -99,15 +107,22 @@ pub fn build_layer(
 ) -> Result<BuiltLayer, PipelineError> {
     let headers: Vec<Vec<u8>> = entries.iter().map(tar_writer::encode_header).collect();
     let segs = plan::plan(entries, &headers, opts.compression.segment_policy());
-    build_planned(entries, &headers, &segs, opts, store, None, None).map(|(l, _)| l)
+    build_planned(entries, &headers, &segs, opts, store, None).map(|(l, _)| l)
 }
 
-/// An earlier build to continue: its blob begins with the compressed segments
-/// `..from` of this build (their keys matched), `prefix_len` bytes; `digest` and `diff`
-/// are the hash states after them.
+/// An earlier build of the layer, whose blob holds compressed segments of this one.
+pub(crate) struct Prior<'a> {
+    pub blob: &'a File,
+    /// Continue after the segments `..from`, the blob's first `prefix_len` bytes (their
+    /// keys matched); `digest` and `diff` are the hash states after them.
+    pub resume: Option<Resume>,
+    /// For each segment from `from` on: where the blob holds its compressed bytes, if it
+    /// does (same key elsewhere in the earlier layer).
+    pub reuse: Vec<Option<(u64, u64)>>,
+}
+
 pub(crate) struct Resume {
     pub from: usize,
-    pub blob: File,
     pub prefix_len: u64,
     pub digest: Sha256State,
     pub diff: Sha256State,
@@ -120,21 +135,20 @@ pub(crate) struct Trace {
     pub digest_after: Vec<Sha256State>,
 }
 
-/// Build the planned segments `segs` of `entries`; with `cached`, compressed segments come
-/// from (and go to) the segment cache under the given per-segment keys.
+/// Build the planned segments `segs` of `entries`, continuing `prior` where it can:
+/// its prefix is copied, and segments it holds are copied rather than compressed.
 pub(crate) fn build_planned(
     entries: &[Entry],
     headers: &[Vec<u8>],
     segs: &[Seg],
     opts: &LayerOptions,
     store: &Store,
-    cached: Option<(&SegmentCache, &[[u8; 32]])>,
-    resume: Option<Resume>,
+    prior: Option<Prior>,
 ) -> Result<(BuiltLayer, Trace), PipelineError> {
-    let from = resume.as_ref().map_or(0, |r| r.from);
-    let diff = resume.as_ref().map_or_else(Sha256State::new, |r| r.diff);
-    let keys = cached.map(|(_, k)| k[from..].to_vec());
-    run(opts, store, cached.map(|(c, _)| c), keys, resume, |sink| {
+    let resume = prior.as_ref().and_then(|p| p.resume.as_ref());
+    let from = resume.map_or(0, |r| r.from);
+    let diff = resume.map_or_else(Sha256State::new, |r| r.diff);
+    run(opts, store, None, prior, |sink| {
         write_tar(entries, headers, segs, from, sink, diff)
     })
 }
@@ -159,7 +173,7 @@ pub fn build_layer_from_tar_with(
     segments: Option<&SegmentCache>,
 ) -> Result<BuiltLayer, PipelineError> {
     let policy = opts.compression.segment_policy();
-    let built = run(opts, store, segments, None, None, |sink| {
+    let built = run(opts, store, segments, None, |sink| {
         let mut hash = Sha256State::new();
         let mut chunk = vec![0u8; READ_CHUNK];
         loop {
@@ -192,8 +206,7 @@ fn run(
     opts: &LayerOptions,
     store: &Store,
     segments: Option<&SegmentCache>,
-    keys: Option<Vec<[u8; 32]>>,
-    resume: Option<Resume>,
+    prior: Option<Prior>,
     produce: impl FnOnce(&mut dyn TarSink) -> Result<Produced, PipelineError>,
 ) -> Result<(BuiltLayer, Trace), PipelineError> {
     let media_type = opts.compression.media_type();
@@ -213,6 +226,11 @@ fn run(
         return Ok((layer, Trace::default()));
     };
 
+    let old = prior.as_ref().map(|p| p.blob);
+    let (resume, reuse) = match prior {
+        Some(p) => (p.resume, p.reuse),
+        None => (None, Vec::new()),
+    };
     let jobs = opts.jobs.max(1);
     let in_flight = (IN_FLIGHT_BYTES / policy.max).clamp(2, jobs + 1);
     let compression = opts.compression;
@@ -248,17 +266,25 @@ fn run(
                         Err(_) => None,
                     }
                 };
-                let Some(((mut data, key, done), mut compressed)) = next else {
+                let Some(((mut data, reuse, done), mut compressed)) = next else {
                     break;
                 };
-                match (segments, key) {
-                    (Some(cache), Some(key)) => {
-                        cache.compress_keyed(&compression, &key, &data, &mut compressed)
+                // A segment the earlier blob holds is copied from it, not compressed; if
+                // that read fails, compressing gives the same bytes.
+                let copied = match (old, reuse) {
+                    (Some(blob), Some((offset, len))) => {
+                        compressed.resize(len as usize, 0);
+                        std::os::unix::fs::FileExt::read_exact_at(blob, &mut compressed, offset)
+                            .is_ok()
                     }
-                    (Some(cache), None) => {
-                        cache.compress_into(&compression, &data, &mut compressed)
+                    _ => false,
+                };
+                if !copied {
+                    COMPRESSED.fetch_add(1, Ordering::Relaxed);
+                    match segments {
+                        Some(cache) => cache.compress_into(&compression, &data, &mut compressed),
+                        None => compression.compress_segment_into(&data, &mut compressed),
                     }
-                    (None, _) => compression.compress_segment_into(&data, &mut compressed),
                 }
                 let _ = done.send(compressed);
                 data.clear();
@@ -270,8 +296,8 @@ fn run(
         let writer = scope.spawn(move || -> Result<Written, PipelineError> {
             let tmp = store.temp_file()?;
             let mut digest = Sha256State::new();
-            if let Some(r) = &resume {
-                let copied = io::copy(&mut (&r.blob).take(r.prefix_len), &mut tmp.as_file())
+            if let (Some(r), Some(blob)) = (&resume, old) {
+                let copied = io::copy(&mut blob.take(r.prefix_len), &mut tmp.as_file())
                     .map_err(PipelineError::Write)?;
                 if copied != r.prefix_len || r.digest.len() != r.prefix_len {
                     return Err(PipelineError::Write(io::Error::other(
@@ -300,7 +326,7 @@ fn run(
             buf: Vec::with_capacity(policy.max + READ_CHUNK),
             pool: pool_rx,
             reserve: policy.max + READ_CHUNK,
-            keys: keys.map(Vec::into_iter),
+            reuse: reuse.into_iter(),
             job_tx,
             order_tx,
         };
@@ -332,8 +358,9 @@ fn run(
     })
 }
 
-/// A segment to compress, its segment-cache key if it has one, and where the result goes.
-type Job = (Vec<u8>, Option<[u8; 32]>, SyncSender<Vec<u8>>);
+/// A segment to compress, where the earlier blob holds it (if it does), and where the
+/// result goes.
+type Job = (Vec<u8>, Option<(u64, u64)>, SyncSender<Vec<u8>>);
 type Written = (tempfile::NamedTempFile, Sha256State, Vec<Sha256State>);
 
 /// Where the tar stream goes.
@@ -361,8 +388,8 @@ struct Segmenter {
     /// Emptied buffers back from the workers.
     pool: Receiver<Vec<u8>>,
     reserve: usize,
-    /// Segment-cache keys of the segments to come, in order.
-    keys: Option<std::vec::IntoIter<[u8; 32]>>,
+    /// Where the earlier blob holds each segment to come, in order.
+    reuse: std::vec::IntoIter<Option<(u64, u64)>>,
     job_tx: SyncSender<Job>,
     order_tx: SyncSender<Receiver<Vec<u8>>>,
 }
@@ -381,8 +408,10 @@ impl TarSink for Segmenter {
         let gone = || PipelineError::Write(io::Error::other("layer writer stopped"));
         self.order_tx.send(done_rx).map_err(|_| gone())?;
         let data = std::mem::take(&mut self.buf);
-        let key = self.keys.as_mut().and_then(Iterator::next);
-        self.job_tx.send((data, key, done_tx)).map_err(|_| gone())?;
+        let reuse = self.reuse.next().flatten();
+        self.job_tx
+            .send((data, reuse, done_tx))
+            .map_err(|_| gone())?;
         // Then wait for a free buffer to fill: memory stays bounded, and with two
         // buffers both workers can be compressing while this thread waits.
         let mut next = self.pool.recv().map_err(|_| gone())?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use teu_layer::cache::build_layer_cached;
-use teu_layer::pipeline::content_bytes_read;
+use teu_layer::pipeline::{content_bytes_read, segments_compressed};
 use teu_layer::source::{add_copy, CopyOptions};
 use teu_layer::{build_layer, Compression, Defaults, Entry, LayerOptions, LayerTree};
 use teu_store::Store;
@@ -114,10 +114,14 @@ fn a_one_file_rebuild_reads_from_that_file_on_and_equals_a_fresh_build() {
         build_layer_cached(&entries(&src), &opts, &store, scope).unwrap();
         fs::write(src.join("d2/f0152"), text(seed + 2, 39_000)).unwrap();
         let before = content_bytes_read();
+        let compressed = segments_compressed();
         let got = build_layer_cached(&entries(&src), &opts, &store, scope).unwrap();
         let read = content_bytes_read() - before;
+        let compressed = segments_compressed() - compressed;
         assert!(!got.hit);
-        eprintln!("{compression}: read {read} of {total} bytes after a change in the middle");
+        eprintln!("{compression}: read {read} of {total} bytes after a change in the middle, compressed {compressed} segment(s)");
+        // The segments after the change are copied from the earlier blob.
+        assert!((1..=2).contains(&compressed), "{compression}: {compressed}");
         assert!(
             read < total * 3 / 4,
             "{compression}: a change in the middle read {read} of {total} bytes"

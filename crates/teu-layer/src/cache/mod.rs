@@ -42,8 +42,8 @@ use teu_store::Store;
 use crate::entry::{Content, Entry, Kind, Tarball};
 use crate::path as lpath;
 use crate::pipeline::{
-    build_layer_from_tar_with, build_planned, BuiltLayer, LayerOptions, PipelineError, Resume,
-    Trace,
+    build_layer_from_tar_with, build_planned, BuiltLayer, LayerOptions, PipelineError, Prior,
+    Resume, Trace,
 };
 use crate::source::{decompressed, sniff, Tee};
 use crate::{plan, tar_writer};
@@ -92,17 +92,19 @@ pub fn build_layer_cached(
         .compression
         .segment_policy()
         .and_then(|_| LayerMap::load(&map_path));
-    let resume = old.as_ref().and_then(|m| resume_from(m, &keys, store));
-    let from = resume.as_ref().map_or(0, |r| r.from);
-    let (layer, trace) = build_planned(
-        entries,
-        &headers,
-        &segs,
-        opts,
-        store,
-        Some((&SegmentCache::new(store), &keys)),
-        resume,
-    )?;
+    let old_blob = old.as_ref().and_then(|m| {
+        let f = fs::File::open(store.blob_path(&m.digest)).ok()?;
+        (f.metadata().ok()?.len() == m.size).then_some(f)
+    });
+    let prior = match (&old, &old_blob) {
+        (Some(map), Some(blob)) => Some(prior(map, blob, &keys)),
+        _ => None,
+    };
+    let from = prior
+        .as_ref()
+        .and_then(|p| p.resume.as_ref())
+        .map_or(0, |r| r.from);
+    let (layer, trace) = build_planned(entries, &headers, &segs, opts, store, prior)?;
     // The key was computed from the sources as they were hashed; the blob from them as
     // the pipeline read them. Record the pair only if nothing can have changed between:
     // no source's stat moved, and none was modified within the build's first second or
@@ -117,9 +119,11 @@ pub fn build_layer_cached(
     Ok(Cached { layer, hit: false })
 }
 
-/// Where a rebuild can continue the build `map` describes: after the segments whose keys
-/// still match (at least one segment is always written), if its blob is still there.
-fn resume_from(map: &LayerMap, keys: &[[u8; 32]], store: &Store) -> Option<Resume> {
+/// How a rebuild uses the build `map` describes (its blob is `blob`): continue after the
+/// segments whose keys still match (at least one segment is always written), and copy
+/// any later segment whose key the earlier layer also has (the segments after a changed
+/// file are usually the same, just elsewhere in the blob).
+fn prior<'a>(map: &LayerMap, blob: &'a fs::File, keys: &[[u8; 32]]) -> Prior<'a> {
     let same = map
         .segs
         .iter()
@@ -127,21 +131,26 @@ fn resume_from(map: &LayerMap, keys: &[[u8; 32]], store: &Store) -> Option<Resum
         .take_while(|(m, k)| m.key == **k)
         .count();
     let from = same.min(keys.len().saturating_sub(1));
-    if from == 0 {
-        return None;
+    let resume = (from > 0).then(|| {
+        let last = &map.segs[from - 1];
+        Resume {
+            from,
+            prefix_len: last.digest.len(),
+            digest: last.digest,
+            diff: last.diff,
+        }
+    });
+    let mut at = std::collections::HashMap::new();
+    let mut start = 0;
+    for s in &map.segs {
+        at.entry(s.key).or_insert((start, s.digest.len() - start));
+        start = s.digest.len();
     }
-    let blob = fs::File::open(store.blob_path(&map.digest)).ok()?;
-    if blob.metadata().ok()?.len() != map.size {
-        return None;
-    }
-    let last = &map.segs[from - 1];
-    Some(Resume {
-        from,
+    Prior {
         blob,
-        prefix_len: last.digest.len(),
-        digest: last.digest,
-        diff: last.diff,
-    })
+        resume,
+        reuse: keys[from..].iter().map(|k| at.get(k).copied()).collect(),
+    }
 }
 
 /// The map of the layer just built: the old map's first `from` segments, then the new.

@@ -60,32 +60,6 @@ impl SegmentCache {
         let _ = write(&self.dir, &path, out);
     }
 
-    /// `compression.compress_segment_into(data, out)`, from the cache when it has a segment
-    /// under `key`: a key over the segment's entries (headers and content hashes, see
-    /// [`crate::plan::segment_keys`]) that determines `data`, so the bytes need not be
-    /// hashed to be found.
-    pub fn compress_keyed(
-        &self,
-        compression: &Compression,
-        key: &[u8; 32],
-        data: &[u8],
-        out: &mut Vec<u8>,
-    ) {
-        let mut h = Sha256::new();
-        h.update(b"teu segment by entries\0");
-        h.update(LAYER_FORMAT_VERSION.to_le_bytes());
-        let id = compression.encoder_id();
-        h.update((id.len() as u64).to_le_bytes());
-        h.update(id.as_bytes());
-        h.update(key);
-        let path = self.dir.join(hex(&h.finalize()));
-        if read(&path, out) {
-            return;
-        }
-        compression.compress_segment_into(data, out);
-        let _ = write(&self.dir, &path, out);
-    }
-
     /// [`SegmentCache::compress_into`] into a new buffer.
     pub fn compress(&self, compression: &Compression, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
