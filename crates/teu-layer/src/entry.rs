@@ -248,6 +248,16 @@ pub struct Entry {
     pub inode: Option<(u64, u64)>,
 }
 
+impl Entry {
+    /// Bytes of file content (0 for anything but a file).
+    pub fn kind_size(&self) -> u64 {
+        match &self.kind {
+            Kind::File(c) => c.size(),
+            _ => 0,
+        }
+    }
+}
+
 /// Defaults for metadata the spec does not set.
 #[derive(Clone, Debug)]
 pub struct Defaults {

@@ -107,7 +107,7 @@ pub fn build_layer(
 ) -> Result<BuiltLayer, PipelineError> {
     let headers: Vec<Vec<u8>> = entries.iter().map(tar_writer::encode_header).collect();
     let segs = plan::plan(entries, &headers, opts.compression.segment_policy());
-    build_planned(entries, &headers, &segs, opts, store, None).map(|(l, _)| l)
+    build_planned(entries, &headers, &segs, opts, store, None, None).map(|(l, _)| l)
 }
 
 /// An earlier build of the layer, whose blob holds compressed segments of this one.
@@ -128,15 +128,19 @@ pub(crate) struct Resume {
     pub diff: Sha256State,
 }
 
-/// The hash states after each segment a build wrote (from its first written segment on).
+/// The hash states after each segment a build wrote (from its first written segment on),
+/// and the content hashes of the files it was asked to hash (by entry index).
 #[derive(Default)]
 pub(crate) struct Trace {
     pub diff_after: Vec<Sha256State>,
     pub digest_after: Vec<Sha256State>,
+    pub content: Vec<Option<[u8; 32]>>,
 }
 
 /// Build the planned segments `segs` of `entries`, continuing `prior` where it can:
 /// its prefix is copied, and segments it holds are copied rather than compressed.
+/// The files with `hash[i]` set are also hashed as they are read (a cold build keys the
+/// layer afterwards instead of reading every file twice); only without `prior`.
 pub(crate) fn build_planned(
     entries: &[Entry],
     headers: &[Vec<u8>],
@@ -144,13 +148,18 @@ pub(crate) fn build_planned(
     opts: &LayerOptions,
     store: &Store,
     prior: Option<Prior>,
+    hash: Option<&[bool]>,
 ) -> Result<(BuiltLayer, Trace), PipelineError> {
     let resume = prior.as_ref().and_then(|p| p.resume.as_ref());
     let from = resume.map_or(0, |r| r.from);
     let diff = resume.map_or_else(Sha256State::new, |r| r.diff);
-    run(opts, store, None, prior, |sink| {
-        write_tar(entries, headers, segs, from, sink, diff)
-    })
+    let mut content = vec![None; if hash.is_some() { entries.len() } else { 0 }];
+    let (layer, mut trace) = run(opts, store, None, prior, |sink| {
+        let want = hash.map(|w| (w, &mut content[..]));
+        write_tar(entries, headers, segs, from, sink, diff, want)
+    })?;
+    trace.content = content;
+    Ok((layer, trace))
 }
 
 /// Build a layer whose tar stream is `tar`, byte for byte (a tarball imported with
@@ -353,6 +362,7 @@ fn run(
             Trace {
                 diff_after,
                 digest_after,
+                content: Vec::new(),
             },
         ))
     })
@@ -475,8 +485,12 @@ impl Cutter<'_> {
     }
 }
 
+/// Which files to hash as they are read, and where their hashes go (by entry index).
+type HashFiles<'a> = (&'a [bool], &'a mut [Option<[u8; 32]>]);
+
 /// Write segments `segs[from..]` of the tar of `entries` to `sink`, the diff_id hash
-/// continuing from `diff`; return its state at the end and after each segment.
+/// continuing from `diff`; return its state at the end and after each segment. With
+/// `hash`, the files it marks are hashed into its slice as they are read.
 fn write_tar(
     entries: &[Entry],
     headers: &[Vec<u8>],
@@ -484,6 +498,7 @@ fn write_tar(
     from: usize,
     sink: &mut dyn TarSink,
     diff: Sha256State,
+    mut hash: Option<HashFiles>,
 ) -> Result<Produced, PipelineError> {
     let Some(first) = segs.get(from) else {
         return Ok((diff, Vec::new()));
@@ -521,6 +536,10 @@ fn write_tar(
             let expected = content.size();
             let mut done = skip.saturating_sub(hl);
             let mut reader = content.open_at(done).map_err(read_err)?;
+            let mut file_hash = match &hash {
+                Some((want, _)) if want[i] && done == 0 => Some(Sha256State::new()),
+                _ => None,
+            };
             loop {
                 let n = reader.read(&mut chunk).map_err(read_err)?;
                 if n == 0 {
@@ -535,8 +554,14 @@ fn write_tar(
                         actual: done + n as u64,
                     });
                 }
+                if let Some(h) = &mut file_hash {
+                    h.update(&chunk[..n]);
+                }
                 w.put(i, hl + done, &chunk[..n])?;
                 done += n as u64;
+            }
+            if let (Some(h), Some((_, out))) = (file_hash, &mut hash) {
+                out[i] = Some(h.finish());
             }
             if done != expected {
                 return Err(PipelineError::Changed {

@@ -75,16 +75,9 @@ pub fn build_layer_cached(
     let started = now_secs();
     let mut stats = StatCache::load(stat_file(&dir, scope));
     let mut seen = Seen::default();
-    let hashes = content_hashes(entries, &mut stats, &mut seen, opts.jobs, started)?;
+    let (mut hashes, misses) = known_hashes(entries, &mut stats, &mut seen)?;
     let headers: Vec<Vec<u8>> = entries.iter().map(tar_writer::encode_header).collect();
-    let key = key::layer_key_with(entries, &headers, &hashes, &opts.compression);
-    let record = dir.join("layers").join(key.hex());
-    if let Some(layer) = lookup(&record, store) {
-        save_stats(&stats, &dir)?;
-        return Ok(Cached { layer, hit: true });
-    }
     let segs = plan::plan(entries, &headers, opts.compression.segment_policy());
-    let keys = plan::segment_keys(entries, &headers, &hashes, &segs);
     let map_path = dir
         .join("maps")
         .join(key::map_name(scope, &opts.compression).hex());
@@ -96,6 +89,49 @@ pub fn build_layer_cached(
         let f = fs::File::open(store.blob_path(&m.digest)).ok()?;
         (f.metadata().ok()?.len() == m.size).then_some(f)
     });
+    let size_of = |i: &usize| entries[*i].kind_size();
+    let unknown: u64 = misses.iter().map(|(i, _)| size_of(i)).sum();
+    let total: u64 = (0..entries.len()).map(|i| size_of(&i)).sum();
+    if old_blob.is_none() && unknown > 0 && unknown >= total / 4 {
+        // A cold build: nothing to continue, most content never hashed. Learning the key
+        // first would read every file only to miss and read it again; instead build,
+        // hashing each file as the pipeline reads it, then key and record what was built.
+        let want: Vec<bool> = (0..entries.len())
+            .map(|i| misses.iter().any(|(m, _)| *m == i))
+            .collect();
+        let (layer, trace) =
+            build_planned(entries, &headers, &segs, opts, store, None, Some(&want))?;
+        for (i, st) in &misses {
+            let h = trace.content[*i].expect("the pipeline hashed every file it was asked to");
+            hashes[*i] = Some(h);
+            remember(&entries[*i], st.as_ref(), h, &mut stats, started);
+        }
+        let key = key::layer_key_with(entries, &headers, &hashes, &opts.compression);
+        if seen.unchanged_since(started) {
+            write_record(&dir.join("layers").join(key.hex()), &layer)?;
+            let keys = plan::segment_keys(entries, &headers, &hashes, &segs);
+            if let Some(map) = next_map(None, 0, &keys, &trace, &layer) {
+                let _ = map.save(&map_path);
+            }
+        }
+        save_stats(&stats, &dir)?;
+        return Ok(Cached { layer, hit: false });
+    }
+    hash_misses(
+        entries,
+        &misses,
+        &mut stats,
+        opts.jobs,
+        started,
+        &mut hashes,
+    )?;
+    let key = key::layer_key_with(entries, &headers, &hashes, &opts.compression);
+    let record = dir.join("layers").join(key.hex());
+    if let Some(layer) = lookup(&record, store) {
+        save_stats(&stats, &dir)?;
+        return Ok(Cached { layer, hit: true });
+    }
+    let keys = plan::segment_keys(entries, &headers, &hashes, &segs);
     let prior = match (&old, &old_blob) {
         (Some(map), Some(blob)) => Some(prior(map, blob, &keys)),
         _ => None,
@@ -104,7 +140,7 @@ pub fn build_layer_cached(
         .as_ref()
         .and_then(|p| p.resume.as_ref())
         .map_or(0, |r| r.from);
-    let (layer, trace) = build_planned(entries, &headers, &segs, opts, store, prior)?;
+    let (layer, trace) = build_planned(entries, &headers, &segs, opts, store, prior, None)?;
     // The key was computed from the sources as they were hashed; the blob from them as
     // the pipeline read them. Record the pair only if nothing can have changed between:
     // no source's stat moved, and none was modified within the build's first second or
@@ -253,19 +289,25 @@ fn cache_io(path: &Path, e: io::Error) -> PipelineError {
     ))
 }
 
-/// The content hash of every file entry (`None` for other kinds), from the stat cache
-/// where it can be trusted, else by reading the file, on up to `jobs` threads.
-/// `seen` collects the stat of every source file (and tarball), to check after the build.
-/// A hash is remembered only for a file not modified since the second `started`.
-fn content_hashes(
+/// Content hashes (`None` for entries that are not files) come from the stat cache where
+/// it can be trusted ([`known_hashes`]), else by reading the file ([`hash_misses`], on up
+/// to `jobs` threads, or inline by a cold build's pipeline). `seen` collects the stat of
+/// every source file (and tarball), to check after the build. A hash is remembered only
+/// for a file not modified since the second the build started.
+/// Content hashes by entry index (`None`: not a file, or not known yet).
+type Hashes = Vec<Option<[u8; 32]>>;
+
+/// Files whose content hash the stat cache does not have: (entry index, stat when listed).
+type Misses = Vec<(usize, Option<FileStat>)>;
+
+/// The content hashes known without reading anything, and the files still to hash.
+fn known_hashes(
     entries: &[Entry],
     stats: &mut StatCache,
     seen: &mut Seen,
-    jobs: usize,
-    started: i64,
-) -> Result<Vec<Option<[u8; 32]>>, PipelineError> {
+) -> Result<(Hashes, Misses), PipelineError> {
     let mut hashes = vec![None; entries.len()];
-    let mut misses: Vec<(usize, Option<FileStat>)> = Vec::new();
+    let mut misses: Misses = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let Kind::File(content) = &e.kind else {
             continue;
@@ -298,8 +340,20 @@ fn content_hashes(
             }
         }
     }
+    Ok((hashes, misses))
+}
+
+/// Hash the `misses` on up to `jobs` threads into `hashes`, remembering them in `stats`.
+fn hash_misses(
+    entries: &[Entry],
+    misses: &Misses,
+    stats: &mut StatCache,
+    jobs: usize,
+    started: i64,
+    hashes: &mut [Option<[u8; 32]>],
+) -> Result<(), PipelineError> {
     if misses.is_empty() {
-        return Ok(hashes);
+        return Ok(());
     }
     // Hash the misses on several threads, in interleaved shares so big and small files
     // spread evenly; results are put back by index, so order never matters.
@@ -308,7 +362,6 @@ fn content_hashes(
     let results: Vec<Share> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..jobs)
             .map(|t| {
-                let misses = &misses;
                 s.spawn(move || {
                     let mut out = Vec::new();
                     for (i, _) in misses.iter().skip(t).step_by(jobs) {
@@ -338,18 +391,26 @@ fn content_hashes(
     for r in results {
         for (i, h) in r? {
             hashes[i] = Some(h);
-            if let (Some(st), Kind::File(Content::Path { path, .. })) =
-                (stat_of.get(&i), &entries[i].kind)
-            {
-                // Remember it only if the file did not change while it was read, and
-                // cannot change within the same timestamp tick unnoticed.
-                if FileStat::of(path).ok().as_ref() == Some(st) && !st.racy(started) {
-                    stats.insert(path, *st, h);
-                }
-            }
+            remember(&entries[i], stat_of.get(&i), h, stats, started);
         }
     }
-    Ok(hashes)
+    Ok(())
+}
+
+/// Put a file's freshly read hash into the stat cache, only if the file did not change
+/// while it was read and cannot change within the same timestamp tick unnoticed.
+fn remember(
+    e: &Entry,
+    listed: Option<&FileStat>,
+    hash: [u8; 32],
+    stats: &mut StatCache,
+    started: i64,
+) {
+    if let (Some(st), Kind::File(Content::Path { path, .. })) = (listed, &e.kind) {
+        if FileStat::of(path).ok().as_ref() == Some(st) && !st.racy(started) {
+            stats.insert(path, *st, hash);
+        }
+    }
 }
 
 /// The content hash of a tarball entry: SHA-256 over the tarball's hash and the range.
