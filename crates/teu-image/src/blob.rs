@@ -1,14 +1,13 @@
 //! Blob sources: anything that can open a blob by digest.
 
 use std::fmt::Debug;
-use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 
 use teu_oci::Digest;
 use teu_store::Store;
 
-use crate::{io_err, ImageError};
+use crate::error::ImageError;
 
 /// Where blobs can be read. Readers return the blob's bytes as stored; callers that copy
 /// a blob verify it against its digest on the way.
@@ -57,30 +56,31 @@ impl BlobSource for StoreSource {
     }
 }
 
-/// The `blobs/` directory of an OCI layout.
-#[derive(Debug, Clone)]
-pub struct LayoutSource {
-    pub dir: PathBuf,
-}
-
-impl LayoutSource {
-    pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir
-            .join("blobs")
-            .join(digest.algorithm())
-            .join(digest.hex())
+/// Stream a blob into `out`, failing if its bytes do not match `desc`: every sink copies
+/// through here, so a corrupt source blob never reaches an output.
+pub(crate) fn copy_verified(
+    blob: &crate::image::BlobRef,
+    desc: &teu_oci::Descriptor,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, ImageError> {
+    let name = || crate::transport::from_name(blob);
+    let what = || format!("{} from {}", desc.digest, name());
+    let mut reader = blob.open(&desc.digest)?;
+    let mut w = teu_oci::Sha256Writer::new(out);
+    std::io::copy(&mut reader.by_ref().take(desc.size), &mut w)
+        .map_err(crate::error::io_err(what()))?;
+    let extra = reader
+        .read(&mut [0u8; 1])
+        .map_err(crate::error::io_err(what()))?;
+    let (actual, n, _) = w.finish();
+    if actual != desc.digest || n != desc.size || extra != 0 {
+        return Err(ImageError::Corrupt {
+            digest: desc.digest.clone(),
+            actual,
+            size: n + extra as u64,
+            expected_size: desc.size,
+            source_name: name(),
+        });
     }
-}
-
-impl BlobSource for LayoutSource {
-    fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, ImageError> {
-        let p = self.path(digest);
-        Ok(Box::new(File::open(&p).map_err(io_err(p.display()))?))
-    }
-    fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
-        Some(self.path(digest))
-    }
-    fn name(&self) -> String {
-        format!("oci:{}", self.dir.display())
-    }
+    Ok(n)
 }

@@ -2,18 +2,18 @@
 //! layers that differ, the entries added, removed or changed in content or metadata.
 //! Layers are streamed (decompressed and read once each, never unpacked to disk); only
 //! per-entry metadata and content digests are held in memory. Used by `teu diff` and by
-//! `teu build --verify` to say which entries made two builds differ.
+//! `teu build --verify` to say which entries made two builds differ. The result is data
+//! (every digest in full); the command line renders it.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::{self, Read};
 
 use serde::Serialize;
 use serde_json::Value;
 use teu_oci::{Digest, Sha256Writer};
 
+use crate::error::{io_err, malformed, ImageError};
 use crate::image::{Artifact, Image, Layer};
-use crate::{io_err, ImageError};
 
 /// What a tar entry is, as far as a comparison cares.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -251,7 +251,7 @@ pub fn layer_entries(layer: &Layer) -> Result<BTreeMap<String, EntryInfo>, Image
         }
         _ => Box::new(reader),
     };
-    let bad = |e: io::Error| crate::invalid(&what, format!("is not a readable tar stream: {e}"));
+    let bad = |e: io::Error| malformed(&what, format!("is not a readable tar stream: {e}"));
     let mut out = BTreeMap::new();
     let mut ar = tar::Archive::new(tar_stream);
     for e in ar.entries().map_err(bad)? {
@@ -341,7 +341,7 @@ pub fn diff_entries(
                     }
                 };
                 f("type", x.kind.into(), y.kind.into());
-                f("content", short_opt(&x.content), short_opt(&y.content));
+                f("content", digest_opt(&x.content), digest_opt(&y.content));
                 f("size", x.size.to_string(), y.size.to_string());
                 f("mode", x.mode.clone(), y.mode.clone());
                 f(
@@ -388,112 +388,6 @@ fn entry_path(c: &EntryChange) -> &str {
     }
 }
 
-fn short_opt(d: &Option<Digest>) -> String {
-    d.as_ref().map(Digest::short).unwrap_or_default()
-}
-
-fn show(v: &Option<Value>) -> String {
-    match v {
-        Some(v) => v.to_string(),
-        None => "(none)".to_string(),
-    }
-}
-
-fn describe_entry(e: &EntryInfo) -> String {
-    match (e.kind, &e.link) {
-        ("file", _) => format!("file, {} bytes, mode {}", e.size, e.mode),
-        (k, Some(l)) => format!("{k} -> {l}"),
-        (k, None) => format!("{k}, mode {}", e.mode),
-    }
-}
-
-impl ArtifactDiff {
-    /// The human form: one line per difference, `~` changed, `+` only in B, `-` only in A.
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        if self.identical {
-            let _ = writeln!(s, "identical: {}", self.a);
-            return s;
-        }
-        let _ = writeln!(s, "A: {} ({})", self.a, self.a_media_type);
-        let _ = writeln!(s, "B: {} ({})", self.b, self.b_media_type);
-        for p in &self.only_in_a {
-            let _ = writeln!(s, "- platform {p} (only in A)");
-        }
-        for p in &self.only_in_b {
-            let _ = writeln!(s, "+ platform {p} (only in B)");
-        }
-        for img in &self.images {
-            if img.a == img.b {
-                let _ = writeln!(s, "image {}: same ({})", img.platform, img.a.short());
-                continue;
-            }
-            let _ = writeln!(
-                s,
-                "image {}: {} -> {}",
-                img.platform,
-                img.a.short(),
-                img.b.short()
-            );
-            for (title, changes) in [("manifest", &img.manifest), ("config", &img.config)] {
-                for c in changes {
-                    let sign = match (&c.a, &c.b) {
-                        (None, _) => '+',
-                        (_, None) => '-',
-                        _ => '~',
-                    };
-                    let _ = writeln!(
-                        s,
-                        "  {sign} {title} {}: {} -> {}",
-                        c.field,
-                        show(&c.a),
-                        show(&c.b)
-                    );
-                }
-            }
-            for l in &img.layers {
-                match l {
-                    LayerDiff::Same { .. } => {}
-                    LayerDiff::OnlyInA { index, digest } => {
-                        let _ = writeln!(s, "  - layer {index}: {} (only in A)", digest.short());
-                    }
-                    LayerDiff::OnlyInB { index, digest } => {
-                        let _ = writeln!(s, "  + layer {index}: {} (only in B)", digest.short());
-                    }
-                    LayerDiff::Changed {
-                        index,
-                        a,
-                        b,
-                        entries,
-                    } => {
-                        let _ = writeln!(s, "  ~ layer {index}: {} -> {}", a.short(), b.short());
-                        if entries.is_empty() {
-                            let _ = writeln!(
-                                s,
-                                "      same entries, different bytes (compression or entry order)"
-                            );
-                        }
-                        for e in entries {
-                            match e {
-                                EntryChange::Added { path, entry } => {
-                                    let _ = writeln!(s, "    + {path} ({})", describe_entry(entry));
-                                }
-                                EntryChange::Removed { path, entry } => {
-                                    let _ = writeln!(s, "    - {path} ({})", describe_entry(entry));
-                                }
-                                EntryChange::Changed { path, fields } => {
-                                    let what: Vec<String> = fields
-                                        .iter()
-                                        .map(|f| format!("{} {} -> {}", f.field, f.a, f.b))
-                                        .collect();
-                                    let _ = writeln!(s, "    ~ {path}: {}", what.join(", "));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        s
-    }
+fn digest_opt(d: &Option<Digest>) -> String {
+    d.as_ref().map(Digest::to_string).unwrap_or_default()
 }

@@ -58,10 +58,7 @@ pub fn to_docker(artifact: Artifact) -> Result<Artifact, String> {
             let mut index = Index::new();
             index.media_type = Some(media_type::DOCKER_MANIFEST_LIST.to_string());
             index.manifests = images.iter().map(Image::descriptor).collect();
-            Ok(Artifact::Index(ImageIndex {
-                index: Raw::encode(index),
-                images,
-            }))
+            Ok(Artifact::Index(ImageIndex::new(Raw::encode(index), images)))
         }
     }
 }

@@ -2,77 +2,32 @@
 //!
 //! An [`Image`] is what an image is: a manifest and a config (kept as raw bytes next to
 //! their parsed form, since digests are over bytes) plus layer descriptors, each of which
-//! knows where its bytes can be read ([`BlobSource`]): teu's store, an OCI layout, later a
-//! registry. Nothing is copied until a sink needs it, and a sink first asks which blobs it
-//! lacks ([`sink`]).
+//! knows where its bytes can be read ([`BlobSource`]): teu's store, an OCI layout, an
+//! archive, a registry repository. Nothing is copied until a sink needs it, and a sink
+//! first plans, asking the destination what it lacks.
 //!
-//! - [`blob`]: blob sources.
-//! - [`layout`]: OCI image layouts, as a source (bases) and as a sink.
-//! - [`archive`]: `oci-archive` and `docker-archive` sinks; [`archive_source`] reads them.
-//! - [`maintain`]: `teu cache du | gc | verify`, and the roots that keep outputs' blobs.
-//! - [`registry`]: images in a registry, as a source (bases, copies).
-//! - [`push`]: the push planner (skip, mount, stream, upload).
-//! - [`sink`]: writing an image to any output reference, atomically.
-//! - [`build`]: a [`teu_spec::Spec`] to an [`Image`], through the layer cache and pipeline.
+//! - [`transport`]: every reference read and written the same way: [`transport::read`]
+//!   and [`transport::write`] over one [`transport::Source`] / [`transport::Sink`] per
+//!   transport (OCI layout, OCI and docker archives, registries).
+//! - [`select`]: the one rule for choosing images from an index ([`Select`]).
+//! - [`format`]: the Docker rewrite of an artifact (`--format docker`).
+//! - [`diff`]: comparing two images down to the entries inside their layers.
+//! - [`gc`]: `teu cache du | gc | verify`, and the roots that keep outputs' blobs.
+//!
+//! The builder that turns a spec into an [`Artifact`] lives in `teu-build`, on top.
 
-pub mod archive;
-pub mod archive_source;
 pub mod blob;
-pub mod build;
-mod cached;
 pub mod diff;
+mod error;
 pub mod format;
+pub mod gc;
 pub mod image;
-pub mod layout;
-pub mod maintain;
-pub mod push;
-pub mod registry;
-pub mod resolve;
-pub mod sink;
-pub mod source;
-mod time;
+mod parallel;
+pub mod select;
+pub mod transport;
 
 pub use blob::{BlobSource, StoreSource};
-pub use build::{
-    build, lock_bases, BuildError, BuildOptions, BuildReport, LayerReport, PlatformReport,
-};
-pub use image::{Artifact, Image, ImageIndex, Layer};
-pub use sink::{write_output, OutputReport};
-pub use time::rfc3339;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ImageError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{what}: {message}")]
-    Invalid { what: String, message: String },
-    #[error(
-        "blob {digest} from {source_name} does not match its digest (got {actual}, {size} bytes)"
-    )]
-    Corrupt {
-        digest: teu_oci::Digest,
-        actual: teu_oci::Digest,
-        size: u64,
-        source_name: String,
-    },
-    #[error(transparent)]
-    Store(#[from] teu_store::StoreError),
-    #[error(transparent)]
-    Registry(#[from] teu_registry::RegistryError),
-}
-
-pub(crate) fn io_err(path: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> ImageError {
-    let path = path.to_string();
-    move |source| ImageError::Io { path, source }
-}
-
-pub(crate) fn invalid(what: impl Into<String>, message: impl Into<String>) -> ImageError {
-    ImageError::Invalid {
-        what: what.into(),
-        message: message.into(),
-    }
-}
+pub use error::ImageError;
+pub use image::{Artifact, BlobRef, Image, ImageIndex, Layer};
+pub use parallel::map_in_order;
+pub use select::Select;

@@ -16,5 +16,7 @@ mod types;
 
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use platform::{Platform, PlatformError};
-pub use reference::{Reference, ReferenceError, RegistryRef, Transport, DOCKER_HUB};
+pub use reference::{
+    looks_like_path, Reference, ReferenceError, RegistryRef, Transport, DOCKER_HUB,
+};
 pub use types::*;

@@ -63,6 +63,48 @@ impl Reference {
             Reference::Registry(_) => Transport::Docker,
         }
     }
+
+    /// Whether this is the empty base, `scratch`.
+    pub fn is_scratch(&self) -> bool {
+        *self == Reference::Scratch
+    }
+
+    /// The same reference with a relative local path taken relative to `dir` (a spec's
+    /// directory, or where teu runs); registry references and absolute paths unchanged.
+    pub fn relative_to(mut self, dir: &std::path::Path) -> Reference {
+        match &mut self {
+            Reference::Layout { path, .. }
+            | Reference::OciArchive { path, .. }
+            | Reference::DockerArchive { path, .. }
+                if path.is_relative() =>
+            {
+                *path = dir.join(&*path);
+            }
+            _ => {}
+        }
+        self
+    }
+
+    /// The local file or directory the reference names, if it is local.
+    pub fn local_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Reference::Layout { path, .. }
+            | Reference::OciArchive { path, .. }
+            | Reference::DockerArchive { path, .. } => Some(path),
+            Reference::Scratch | Reference::Registry(_) => None,
+        }
+    }
+}
+
+/// Whether `s` is written like a file path (`/x`, `./x`, `../x`, `~/x`) rather than an
+/// image name: such a string given as a registry reference gets a hint to say `oci:`.
+pub fn looks_like_path(s: &str) -> bool {
+    s.starts_with('/')
+        || s.starts_with("./")
+        || s.starts_with("../")
+        || s.starts_with('~')
+        || s == "."
+        || s == ".."
 }
 
 fn path_and_tag(input: &str, rest: &str) -> Result<(PathBuf, Option<String>), ReferenceError> {
@@ -150,6 +192,14 @@ impl FromStr for Reference {
                     ),
                 ));
             }
+        }
+        if looks_like_path(s) {
+            return Err(invalid(
+                s,
+                format!(
+                    "is a path, not an image name; write oci:{s} for an OCI layout (or oci-archive:{s}, docker-archive:{s})"
+                ),
+            ));
         }
         Ok(Reference::Registry(s.parse()?))
     }

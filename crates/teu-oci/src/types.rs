@@ -29,6 +29,16 @@ pub mod media_type {
 
 /// The annotation that names an image inside an OCI layout's `index.json`.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The OCI annotation naming the base image an image was built on.
+pub const ANNOTATION_BASE_NAME: &str = "org.opencontainers.image.base.name";
+/// The OCI annotation holding the digest of the base image's manifest.
+pub const ANNOTATION_BASE_DIGEST: &str = "org.opencontainers.image.base.digest";
+
+/// Where a blob lives inside an OCI image layout (a directory or an archive of one):
+/// `blobs/<algorithm>/<hex>`.
+pub fn layout_blob_path(digest: &crate::Digest) -> String {
+    format!("blobs/{}/{}", digest.algorithm(), digest.hex())
+}
 
 /// A content descriptor: what a blob is, how big, and where it may be found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

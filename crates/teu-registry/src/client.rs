@@ -34,6 +34,8 @@ pub struct ClientOptions {
     pub chunk_size: u64,
     /// `host=profile` overrides of quirk detection (see [`crate::quirks`]).
     pub profiles: Vec<(String, String)>,
+    /// Tags asked for per request when listing (the registry may send fewer and a link).
+    pub tag_page_size: usize,
 }
 
 impl Default for ClientOptions {
@@ -47,6 +49,7 @@ impl Default for ClientOptions {
             // Held in memory per upload (to resend a failed chunk): jobs × 16 MiB at most.
             chunk_size: 16 << 20,
             profiles: Vec::new(),
+            tag_page_size: 1000,
         }
     }
 }
@@ -66,6 +69,18 @@ pub struct Traffic {
     pub bytes_up: u64,
     pub bytes_down: u64,
     pub retries: u64,
+}
+
+impl Traffic {
+    /// What went over the wire since an earlier reading of the same client's counters.
+    pub fn since(&self, before: &Traffic) -> Traffic {
+        Traffic {
+            requests: self.requests - before.requests,
+            bytes_up: self.bytes_up - before.bytes_up,
+            bytes_down: self.bytes_down - before.bytes_down,
+            retries: self.retries - before.retries,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -178,6 +193,11 @@ impl Client {
         }
     }
 
+    /// The page size tag listings ask for ([`ClientOptions::tag_page_size`]).
+    pub fn tag_page_size(&self) -> usize {
+        self.inner.opts.tag_page_size
+    }
+
     pub fn quirks(&self, registry: &str) -> Quirks {
         let overridden = self
             .inner
@@ -256,6 +276,15 @@ impl Client {
                             message: error_chain(&e),
                         });
                     }
+                    if is_permanent(&e) {
+                        return Err(RegistryError::Http {
+                            what: req.what.to_string(),
+                            message: format!(
+                                "{} (not retried: a retry cannot succeed)",
+                                error_chain(&e)
+                            ),
+                        });
+                    }
                     last = error_chain(&e);
                 }
                 Ok(resp) => {
@@ -272,7 +301,10 @@ impl Client {
                         }
                         return Err(status_error(req, resp));
                     }
-                    if status == 429 || ((500..600).contains(&status) && status != 501) {
+                    if status == 408
+                        || status == 429
+                        || ((500..600).contains(&status) && status != 501)
+                    {
                         wait = resp
                             .headers()
                             .get(RETRY_AFTER)
@@ -302,7 +334,13 @@ impl Client {
                 }
             }
             failures += 1;
-            if !req.retry || failures >= policy.attempts {
+            if !req.retry {
+                return Err(RegistryError::Http {
+                    what: req.what.to_string(),
+                    message: last,
+                });
+            }
+            if failures >= policy.attempts {
                 return Err(RegistryError::Exhausted {
                     what: req.what.to_string(),
                     attempts: failures,
@@ -562,6 +600,15 @@ impl Client {
                         detail: registry_detail(resp),
                     })
                 }
+                Err(e) if is_permanent(&e) => {
+                    return Err(RegistryError::Http {
+                        what,
+                        message: format!(
+                            "{} (not retried: a retry cannot succeed)",
+                            error_chain(&e)
+                        ),
+                    })
+                }
                 Err(e) => error_chain(&e),
             };
             failures += 1;
@@ -687,6 +734,36 @@ fn is_source_corrupt(e: &reqwest::Error) -> bool {
             if io.kind() == std::io::ErrorKind::InvalidData {
                 return true;
             }
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// A request that failed in a way no retry can mend: a malformed URL (an invalid port),
+/// a name that does not resolve, a refused connection, a TLS handshake or certificate
+/// failure. Timeouts, resets and truncated bodies stay retryable.
+pub(crate) fn is_permanent(e: &reqwest::Error) -> bool {
+    if e.is_builder() || e.is_timeout() {
+        return e.is_builder();
+    }
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        let m = c.to_string().to_ascii_lowercase();
+        if m.contains("dns error")
+            || m.contains("failed to lookup address")
+            || m.contains("name or service not known")
+            || m.contains("certificate")
+            || m.contains("handshake")
+            || m.contains("invalid url")
+            || m.contains("invalid port")
+        {
+            return true;
         }
         cur = c.source();
     }

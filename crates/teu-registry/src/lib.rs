@@ -50,7 +50,7 @@ pub enum RegistryError {
         status: u16,
         detail: String,
     },
-    #[error("{what}: gave up after {attempts} attempts: {last}")]
+    #[error("{what}: gave up after {attempts} attempt{}: {last}", if *attempts == 1 { "" } else { "s" })]
     Exhausted {
         what: String,
         attempts: u32,
@@ -64,6 +64,13 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl RegistryError {
+    /// The registry answered that the repository, manifest or blob does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RegistryError::NotFound { .. })
+    }
 }
 
 pub(crate) fn invalid(what: impl Into<String>, message: impl Into<String>) -> RegistryError {

@@ -78,6 +78,12 @@ impl Store {
         &self.root
     }
 
+    /// Where partial files live until they are complete (on the store's file system, so
+    /// the final rename is atomic).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.root.join("blobs/sha256").join(digest.hex())
     }
@@ -102,7 +108,7 @@ impl Store {
     /// A temporary file for a blob whose writer hashes it itself (a layer pipeline that
     /// resumes a saved hash state); deleted if dropped, see [`Store::commit_temp`].
     pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
-        let dir = self.root.join("tmp");
+        let dir = self.tmp_dir();
         tempfile::Builder::new()
             .prefix("blob-")
             .permissions(fs::Permissions::from_mode(0o644))

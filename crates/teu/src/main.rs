@@ -1,19 +1,22 @@
-//! The `teu` command line: argument parsing, human and JSON output, exit codes.
-//! The work itself lives in the library crates (`teu-image` and below).
+//! The `teu` command line: argument parsing, human and JSON output, exit codes. Each
+//! command is one file in [`commands`], a thin layer over the library crates: the
+//! libraries return data (`teu-build`, `teu-image`'s transports and diff, `teu-registry`),
+//! and the commands print it.
 //!
 //! Exit codes: 0 success, 1 failure (bad input, I/O, a build error), 2 command-line usage
-//! (`teu diff` follows diff(1): 0 identical, 1 different, 2 error).
+//! (`teu diff` follows diff(1): 0 identical, 1 different, 2 error). A closed stdout (`teu
+//! tags … | head -1`) ends teu quietly.
 
-mod build;
-mod cache;
-mod diff;
-mod lock;
-mod registry;
-mod report;
+mod args;
+mod commands;
+mod output;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::args::UsageError;
+use crate::commands::*;
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +26,9 @@ use clap::{Parser, Subcommand};
     long_about = "teu builds OCI images straight from files, directories and tarballs, bit for bit \
 reproducibly, writes them as OCI layouts, OCI archives and docker archives, and pushes \
 them to registries moving only the blobs a registry lacks.\n\n\
+References: oci:DIR[:TAG] (an OCI layout), oci-archive:FILE[:TAG], \
+docker-archive:FILE[:NAME:TAG], HOST/REPO[:TAG|@DIGEST] or docker://… (a registry; \
+Docker Hub short names such as alpine expand as Docker does), and scratch as a base.\n\n\
 State (the blob store) lives under $TEU_HOME, by default the platform cache directory \
 (~/.cache/teu on Linux).",
     after_help = "Exit codes: 0 success, 1 failure, 2 command-line usage error."
@@ -40,54 +46,43 @@ enum Command {
     Cache(cache::CacheArgs),
     Diff(diff::DiffArgs),
     Lock(lock::LockArgs),
-    /// Push an image to a registry, moving only the blobs it lacks
-    #[command(after_help = registry::copy::PUSH_HELP)]
-    Push(registry::copy::TransferArgs),
-    /// Copy an image (or every platform of an index) between registries and layouts
-    #[command(after_help = registry::copy::COPY_HELP)]
-    Copy(registry::copy::TransferArgs),
-    /// Download a whole image into an OCI layout
-    #[command(after_help = registry::copy::PULL_HELP)]
-    Pull(registry::copy::TransferArgs),
-    /// Show an image's manifest, index, config or layers
-    Inspect(registry::inspect::InspectArgs),
+    /// Push an image (every platform of an index) to a registry, moving only the blobs it lacks
+    #[command(after_help = transfer::PUSH_HELP)]
+    Push(transfer::TransferArgs),
+    /// Copy an image (every platform of an index) between any two references
+    #[command(after_help = transfer::COPY_HELP)]
+    Copy(transfer::TransferArgs),
+    /// Download a whole image (every layer) into a local layout or archive
+    #[command(after_help = transfer::PULL_HELP)]
+    Pull(transfer::TransferArgs),
+    /// Show an image's index or manifest, its config and layers, wherever it lives
+    Inspect(inspect::InspectArgs),
     /// Print the digest a reference resolves to
-    Digest(registry::inspect::DigestArgs),
-    /// List the tags of a repository
-    Tags(registry::inspect::TagsArgs),
+    Digest(inspect::DigestArgs),
+    /// List the tags of a repository (or of an OCI layout or archive)
+    Tags(tags::TagsArgs),
     /// Store registry credentials in Docker's config (password from stdin)
-    Login(registry::login::LoginArgs),
+    Login(login::LoginArgs),
     /// Remove stored registry credentials
-    Logout(registry::login::LogoutArgs),
+    Logout(login::LogoutArgs),
 }
-
-/// An error in how teu was called (exit code 2), as opposed to a failure doing the work.
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
+    output::die_quietly_on_closed_stdout();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => build::run(*args),
         Command::Cache(args) => cache::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Lock(args) => lock::run(args),
-        Command::Push(args) => registry::copy::run(args),
-        Command::Copy(args) => registry::copy::run(args),
-        Command::Pull(args) => registry::copy::run_pull(args),
-        Command::Inspect(args) => registry::inspect::inspect(args),
-        Command::Digest(args) => registry::inspect::digest(args),
-        Command::Tags(args) => registry::inspect::tags(args),
-        Command::Login(args) => registry::login::login(args),
-        Command::Logout(args) => registry::login::logout(args),
+        Command::Push(args) => transfer::run(transfer::Verb::Push, args),
+        Command::Copy(args) => transfer::run(transfer::Verb::Copy, args),
+        Command::Pull(args) => transfer::run(transfer::Verb::Pull, args),
+        Command::Inspect(args) => inspect::inspect(args),
+        Command::Digest(args) => inspect::digest(args),
+        Command::Tags(args) => tags::run(args),
+        Command::Login(args) => login::login(args),
+        Command::Logout(args) => login::logout(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,11 @@
+//! One file per command. Each parses its arguments, calls the libraries, and prints what
+//! they return (human text on stderr, the digest or `--json` on stdout).
+
+pub mod build;
+pub mod cache;
+pub mod diff;
+pub mod inspect;
+pub mod lock;
+pub mod login;
+pub mod tags;
+pub mod transfer;
