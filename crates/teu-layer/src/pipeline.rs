@@ -29,13 +29,21 @@ use crate::path;
 use crate::plan::{self, Pos, Seg};
 use crate::sha::Sha256State;
 use crate::tar_writer::{self, BLOCK};
+use teu_progress::{Outcome, Reporter, Task, TaskKind};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LayerOptions {
     pub compression: Compression,
     /// Compression threads; the output does not depend on it.
     pub jobs: usize,
+    /// Where the build reports how far it is (a task per layer, in tar bytes), and the
+    /// layer's name there. Nothing that is hashed depends on either.
+    pub progress: Reporter,
+    pub name: String,
 }
+
+/// Tar bytes between two progress reports within a segment (cuts report too).
+const REPORT_EVERY: u64 = 1 << 20;
 
 /// What a built layer is, once it sits in the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,7 +115,32 @@ pub fn build_layer(
 ) -> Result<BuiltLayer, PipelineError> {
     let headers: Vec<Vec<u8>> = entries.iter().map(tar_writer::encode_header).collect();
     let segs = plan::plan(entries, &headers, opts.compression.segment_policy());
-    build_planned(entries, &headers, &segs, opts, store, None, None).map(|(l, _)| l)
+    let mut task = opts.start_task(&segs);
+    let planned = Planned {
+        entries,
+        headers: &headers,
+        segs: &segs,
+    };
+    let (layer, _) = build_planned(&planned, opts, store, None, None, &mut task)?;
+    task.finish(Outcome::Done, "");
+    Ok(layer)
+}
+
+impl LayerOptions {
+    /// The progress task of a layer planned as `segs`.
+    pub(crate) fn start_task(&self, segs: &[Seg]) -> Task {
+        let total = segs.iter().map(|s| s.len).sum();
+        self.progress
+            .start(TaskKind::Layer, &self.name, Some(total))
+    }
+}
+
+/// A layer's entries, their encoded headers and its segment plan.
+#[derive(Clone, Copy)]
+pub(crate) struct Planned<'a> {
+    pub entries: &'a [Entry],
+    pub headers: &'a [Vec<u8>],
+    pub segs: &'a [Seg],
 }
 
 /// An earlier build of the layer, whose blob holds compressed segments of this one.
@@ -142,24 +175,28 @@ pub(crate) struct Trace {
 /// The files with `hash[i]` set are also hashed as they are read (a cold build keys the
 /// layer afterwards instead of reading every file twice); only without `prior`.
 pub(crate) fn build_planned(
-    entries: &[Entry],
-    headers: &[Vec<u8>],
-    segs: &[Seg],
+    layer: &Planned,
     opts: &LayerOptions,
     store: &Store,
     prior: Option<Prior>,
     hash: Option<&[bool]>,
+    task: &mut Task,
 ) -> Result<(BuiltLayer, Trace), PipelineError> {
     let resume = prior.as_ref().and_then(|p| p.resume.as_ref());
     let from = resume.map_or(0, |r| r.from);
     let diff = resume.map_or_else(Sha256State::new, |r| r.diff);
-    let mut content = vec![None; if hash.is_some() { entries.len() } else { 0 }];
-    let (layer, mut trace) = run(opts, store, None, prior, |sink| {
+    let n = if hash.is_some() {
+        layer.entries.len()
+    } else {
+        0
+    };
+    let mut content = vec![None; n];
+    let (built, mut trace) = run(opts, store, None, prior, |sink| {
         let want = hash.map(|w| (w, &mut content[..]));
-        write_tar(entries, headers, segs, from, sink, diff, want)
+        write_tar(layer, from, sink, diff, want, task)
     })?;
     trace.content = content;
-    Ok((layer, trace))
+    Ok((built, trace))
 }
 
 /// Build a layer whose tar stream is `tar`, byte for byte (a tarball imported with
@@ -182,6 +219,7 @@ pub fn build_layer_from_tar_with(
     segments: Option<&SegmentCache>,
 ) -> Result<BuiltLayer, PipelineError> {
     let policy = opts.compression.segment_policy();
+    let mut task = opts.progress.start(TaskKind::Layer, &opts.name, None);
     let built = run(opts, store, segments, None, |sink| {
         let mut hash = Sha256State::new();
         let mut chunk = vec![0u8; READ_CHUNK];
@@ -198,12 +236,17 @@ pub fn build_layer_from_tar_with(
             }
             hash.update(&chunk[..n]);
             sink.write(&chunk[..n])?;
+            if hash.len() - task.done() >= REPORT_EVERY {
+                task.advance_to(hash.len());
+            }
             if policy.is_some_and(|p| hash.len() % p.big_file == 0) {
                 sink.cut()?;
             }
         }
         Ok((hash, Vec::new()))
     })?;
+    task.advance_to(built.0.uncompressed_size);
+    task.finish(Outcome::Done, "");
     Ok(built.0)
 }
 
@@ -434,6 +477,7 @@ impl TarSink for Segmenter {
 /// Writes the stream into `sink` and the diff_id hash, cutting where the plan says.
 struct Cutter<'a> {
     sink: &'a mut dyn TarSink,
+    task: &'a mut Task,
     diff: Sha256State,
     /// Ends of the segments still to write, in order.
     ends: Vec<Pos>,
@@ -463,6 +507,8 @@ impl Cutter<'_> {
             bytes = &bytes[n..];
             if end.entry == entry && offset == end.offset {
                 self.cut()?;
+            } else if self.diff.len() - self.task.done() >= REPORT_EVERY {
+                self.task.advance_to(self.diff.len());
             }
         }
         Ok(())
@@ -481,6 +527,7 @@ impl Cutter<'_> {
         self.sink.cut()?;
         self.diff_after.push(self.diff);
         self.next += 1;
+        self.task.advance_to(self.diff.len());
         Ok(())
     }
 }
@@ -492,20 +539,26 @@ type HashFiles<'a> = (&'a [bool], &'a mut [Option<[u8; 32]>]);
 /// continuing from `diff`; return its state at the end and after each segment. With
 /// `hash`, the files it marks are hashed into its slice as they are read.
 fn write_tar(
-    entries: &[Entry],
-    headers: &[Vec<u8>],
-    segs: &[Seg],
+    layer: &Planned,
     from: usize,
     sink: &mut dyn TarSink,
     diff: Sha256State,
     mut hash: Option<HashFiles>,
+    task: &mut Task,
 ) -> Result<Produced, PipelineError> {
+    let Planned {
+        entries,
+        headers,
+        segs,
+    } = *layer;
     let Some(first) = segs.get(from) else {
         return Ok((diff, Vec::new()));
     };
     let start = first.start;
+    task.advance_to(diff.len());
     let mut w = Cutter {
         sink,
+        task,
         diff,
         ends: segs[from..].iter().map(|s| s.end).collect(),
         next: 0,
@@ -649,8 +702,16 @@ mod tests {
             for jobs in [1, 2, 16] {
                 let dir = tempfile::tempdir().unwrap();
                 let store = Store::open(dir.path()).unwrap();
-                let built =
-                    build_layer(&entries, &LayerOptions { compression, jobs }, &store).unwrap();
+                let built = build_layer(
+                    &entries,
+                    &LayerOptions {
+                        compression,
+                        jobs,
+                        ..Default::default()
+                    },
+                    &store,
+                )
+                .unwrap();
                 assert!(store.has(&built.digest));
                 seen.push(built);
             }
@@ -667,6 +728,7 @@ mod tests {
         let opts = LayerOptions {
             compression: Compression::default(),
             jobs: 2,
+            ..Default::default()
         };
         let built = build_layer(&entries, &opts, &store).unwrap();
         let mut tar = Vec::new();
@@ -680,6 +742,7 @@ mod tests {
             &LayerOptions {
                 compression: Compression::None,
                 jobs: 1,
+                ..Default::default()
             },
             &store,
         )
@@ -715,6 +778,7 @@ mod tests {
             &LayerOptions {
                 compression: Compression::default(),
                 jobs: 2,
+                ..Default::default()
             },
             &store,
         )

@@ -82,6 +82,7 @@ fn a_one_file_rebuild_reads_from_that_file_on_and_equals_a_fresh_build() {
         let opts = LayerOptions {
             compression,
             jobs: 2,
+            ..Default::default()
         };
         let policy = compression.segment_policy().unwrap();
         let home = t.path().join(format!(

@@ -42,14 +42,15 @@ use teu_store::Store;
 use crate::entry::{Content, Entry, Kind, Tarball};
 use crate::path as lpath;
 use crate::pipeline::{
-    build_layer_from_tar_with, build_planned, BuiltLayer, LayerOptions, PipelineError, Prior,
-    Resume, Trace,
+    build_layer_from_tar_with, build_planned, BuiltLayer, LayerOptions, PipelineError, Planned,
+    Prior, Resume, Trace,
 };
 use crate::source::{decompressed, sniff, Tee};
 use crate::{plan, tar_writer};
 use maps::{LayerMap, MapSeg};
 use segments::SegmentCache;
 use stat::{FileStat, StatCache};
+use teu_progress::{Outcome, TaskKind};
 
 /// The cache directory of a store.
 pub fn cache_dir(store: &Store) -> PathBuf {
@@ -78,6 +79,12 @@ pub fn build_layer_cached(
     let (mut hashes, misses) = known_hashes(entries, &mut stats, &mut seen)?;
     let headers: Vec<Vec<u8>> = entries.iter().map(tar_writer::encode_header).collect();
     let segs = plan::plan(entries, &headers, opts.compression.segment_policy());
+    let mut task = opts.start_task(&segs);
+    let planned = Planned {
+        entries,
+        headers: &headers,
+        segs: &segs,
+    };
     let map_path = dir
         .join("maps")
         .join(key::map_name(scope, &opts.compression).hex());
@@ -99,8 +106,7 @@ pub fn build_layer_cached(
         let want: Vec<bool> = (0..entries.len())
             .map(|i| misses.iter().any(|(m, _)| *m == i))
             .collect();
-        let (layer, trace) =
-            build_planned(entries, &headers, &segs, opts, store, None, Some(&want))?;
+        let (layer, trace) = build_planned(&planned, opts, store, None, Some(&want), &mut task)?;
         for (i, st) in &misses {
             let h = trace.content[*i].expect("the pipeline hashed every file it was asked to");
             hashes[*i] = Some(h);
@@ -115,6 +121,7 @@ pub fn build_layer_cached(
             }
         }
         save_stats(&stats, &dir)?;
+        task.finish(Outcome::Done, "cold");
         return Ok(Cached { layer, hit: false });
     }
     hash_misses(
@@ -129,6 +136,8 @@ pub fn build_layer_cached(
     let record = dir.join("layers").join(key.hex());
     if let Some(layer) = lookup(&record, store) {
         save_stats(&stats, &dir)?;
+        task.advance_to(layer.uncompressed_size);
+        task.finish(Outcome::Skipped, "cached");
         return Ok(Cached { layer, hit: true });
     }
     let keys = plan::segment_keys(entries, &headers, &hashes, &segs);
@@ -140,7 +149,11 @@ pub fn build_layer_cached(
         .as_ref()
         .and_then(|p| p.resume.as_ref())
         .map_or(0, |r| r.from);
-    let (layer, trace) = build_planned(entries, &headers, &segs, opts, store, prior, None)?;
+    let reused = prior
+        .as_ref()
+        .map_or(0, |p| p.reuse.iter().flatten().count())
+        + from;
+    let (layer, trace) = build_planned(&planned, opts, store, prior, None, &mut task)?;
     // The key was computed from the sources as they were hashed; the blob from them as
     // the pipeline read them. Record the pair only if nothing can have changed between:
     // no source's stat moved, and none was modified within the build's first second or
@@ -152,6 +165,8 @@ pub fn build_layer_cached(
         }
     }
     save_stats(&stats, &dir)?;
+    let note = format!("{reused} of {} segments reused", segs.len());
+    task.finish(Outcome::Done, &note);
     Ok(Cached { layer, hit: false })
 }
 
@@ -242,6 +257,11 @@ pub fn build_tar_layer_cached(
             .join(key::tar_key(&hash, &opts.compression).hex());
         if let Some(layer) = lookup(&record, store) {
             save_stats(&stats, &dir)?;
+            let mut task =
+                opts.progress
+                    .start(TaskKind::Layer, &opts.name, Some(layer.uncompressed_size));
+            task.advance_to(layer.uncompressed_size);
+            task.finish(Outcome::Skipped, "cached");
             return Ok(Cached { layer, hit: true });
         }
     }

@@ -13,6 +13,7 @@ mod errors;
 mod lock;
 mod memory;
 mod multi_platform;
+mod progress;
 mod real_tools;
 mod registry;
 mod registry_platforms;
