@@ -348,6 +348,7 @@ fn run(
         let writer = scope.spawn(move || -> Result<Written, PipelineError> {
             let tmp = store.temp_file()?;
             let mut digest = Sha256State::new();
+            let mut flushed = WriteBack::default();
             if let (Some(r), Some(blob)) = (&resume, old) {
                 let copied = io::copy(&mut blob.take(r.prefix_len), &mut tmp.as_file())
                     .map_err(PipelineError::Write)?;
@@ -357,6 +358,7 @@ fn run(
                     )));
                 }
                 digest = r.digest;
+                flushed.start(tmp.as_file(), r.prefix_len);
             }
             let mut after = Vec::new();
             {
@@ -366,6 +368,10 @@ fn run(
                     digest.update(&compressed);
                     out.write_all(&compressed).map_err(PipelineError::Write)?;
                     after.push(digest);
+                    if digest.len() - flushed.0 >= WRITE_BACK_EVERY {
+                        out.flush().map_err(PipelineError::Write)?;
+                        flushed.start(out.get_ref(), digest.len());
+                    }
                     let _ = out_tx.send(compressed);
                 }
                 out.flush().map_err(PipelineError::Write)?;
@@ -409,6 +415,37 @@ fn run(
             },
         ))
     })
+}
+
+/// Bytes of blob between two early write-back requests.
+const WRITE_BACK_EVERY: u64 = 8 << 20;
+
+/// How far a blob being written has been handed to the kernel for write-back. The blob is
+/// fsynced when it is committed (it is durable before anything names it); asking the
+/// kernel to start writing earlier parts while later ones are still being compressed
+/// overlaps the disk with the CPU, so that fsync finds little left to do (on the bench VM
+/// the fsync of a 20 MB blob was most of a one-file rebuild's wall time). Only a hint:
+/// nothing depends on it succeeding.
+#[derive(Default)]
+struct WriteBack(u64);
+
+impl WriteBack {
+    fn start(&mut self, file: &File, upto: u64) {
+        use std::os::fd::AsRawFd;
+        if upto <= self.0 {
+            return;
+        }
+        // SAFETY: a plain syscall on a file descriptor we own, with no pointers.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                self.0 as libc::off64_t,
+                (upto - self.0) as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+        self.0 = upto;
+    }
 }
 
 /// A segment to compress, where the earlier blob holds it (if it does), and where the

@@ -268,3 +268,96 @@ pub fn json_warning(message: &str) {
     text.push('\n');
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
+
+/// `artifact` with every layer's blob source reporting a task per blob read through it
+/// (an upload, a stream between registries, a copy into a layout or archive). Blobs a
+/// sink only names (skipped, mounted, hard-linked) are never read and report nothing.
+pub fn watch_blobs(artifact: teu_image::Artifact, reporter: &Reporter) -> teu_image::Artifact {
+    use teu_image::{Artifact, Image, ImageIndex};
+    if !reporter.is_on() {
+        return artifact;
+    }
+    fn image(mut img: Image, r: &Reporter) -> Image {
+        for l in &mut img.layers {
+            l.source = Arc::new(Watched {
+                inner: Arc::clone(&l.source),
+                size: (l.descriptor.digest.clone(), l.descriptor.size),
+                reporter: r.clone(),
+            });
+        }
+        img
+    }
+    fn index(mut ix: ImageIndex, r: &Reporter) -> ImageIndex {
+        ix.images = ix.images.into_iter().map(|i| image(i, r)).collect();
+        ix.indexes = ix.indexes.into_iter().map(|i| index(i, r)).collect();
+        ix
+    }
+    match artifact {
+        Artifact::Image(i) => Artifact::Image(image(i, reporter)),
+        Artifact::Index(i) => Artifact::Index(index(i, reporter)),
+    }
+}
+
+/// A layer's blob source that reports reads of its blob.
+#[derive(Debug)]
+struct Watched {
+    inner: Arc<dyn teu_image::BlobSource>,
+    /// The layer's digest and size (a source may serve other blobs too: no total then).
+    size: (teu_oci::Digest, u64),
+    reporter: Reporter,
+}
+
+impl teu_image::BlobSource for Watched {
+    fn open(
+        &self,
+        digest: &teu_oci::Digest,
+    ) -> Result<Box<dyn std::io::Read + Send>, teu_image::ImageError> {
+        let inner = self.inner.open(digest)?;
+        let total = (*digest == self.size.0).then_some(self.size.1);
+        let task = self.reporter.start(TaskKind::Blob, &digest.short(), total);
+        Ok(Box::new(WatchedRead {
+            inner,
+            task: Some(task),
+            total,
+        }))
+    }
+    fn open_manifest(
+        &self,
+        digest: &teu_oci::Digest,
+    ) -> Result<Box<dyn std::io::Read + Send>, teu_image::ImageError> {
+        self.inner.open_manifest(digest)
+    }
+    fn local_path(&self, digest: &teu_oci::Digest) -> Option<std::path::PathBuf> {
+        self.inner.local_path(digest)
+    }
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn registry_repository(&self) -> Option<(&str, &str)> {
+        self.inner.registry_repository()
+    }
+    fn linkable_path(&self, digest: &teu_oci::Digest) -> Option<std::path::PathBuf> {
+        self.inner.linkable_path(digest)
+    }
+}
+
+struct WatchedRead {
+    inner: Box<dyn std::io::Read + Send>,
+    /// Finished (done) once the whole blob was read; dropped before, it reports a failure.
+    task: Option<teu_progress::Task>,
+    total: Option<u64>,
+}
+
+impl std::io::Read for WatchedRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(t) = &mut self.task {
+            t.advance(n as u64);
+            let end = (n == 0 && !buf.is_empty()) || self.total.is_some_and(|s| t.done() >= s);
+            if end {
+                self.task.take().expect("a task").finish(Outcome::Done, "");
+            }
+        }
+        Ok(n)
+    }
+}

@@ -88,24 +88,32 @@ pub fn build_layer_cached(
     let map_path = dir
         .join("maps")
         .join(key::map_name(scope, &opts.compression).hex());
-    let old = opts
-        .compression
-        .segment_policy()
-        .and_then(|_| LayerMap::load(&map_path));
-    let old_blob = old.as_ref().and_then(|m| {
-        let f = fs::File::open(store.blob_path(&m.digest)).ok()?;
-        (f.metadata().ok()?.len() == m.size).then_some(f)
-    });
-    let size_of = |i: &usize| entries[*i].kind_size();
-    let unknown: u64 = misses.iter().map(|(i, _)| size_of(i)).sum();
-    let total: u64 = (0..entries.len()).map(|i| size_of(&i)).sum();
-    if old_blob.is_none() && unknown > 0 && unknown >= total / 4 {
+    // The previous build's map and blob, read only when needed (not for a hit).
+    let load_prior = || -> (Option<LayerMap>, Option<fs::File>) {
+        let old = opts
+            .compression
+            .segment_policy()
+            .and_then(|_| LayerMap::load(&map_path));
+        let blob = old.as_ref().and_then(|m| {
+            let f = fs::File::open(store.blob_path(&m.digest)).ok()?;
+            (f.metadata().ok()?.len() == m.size).then_some(f)
+        });
+        (old, blob)
+    };
+    let unknown: u64 = misses.iter().map(|(i, _)| entries[*i].kind_size()).sum();
+    let total: u64 = entries.iter().map(Entry::kind_size).sum();
+    let mut loaded = None;
+    if unknown > 0 && unknown >= total / 4 {
+        loaded = Some(load_prior());
+    }
+    if loaded.as_ref().is_some_and(|(_, blob)| blob.is_none()) {
         // A cold build: nothing to continue, most content never hashed. Learning the key
         // first would read every file only to miss and read it again; instead build,
         // hashing each file as the pipeline reads it, then key and record what was built.
-        let want: Vec<bool> = (0..entries.len())
-            .map(|i| misses.iter().any(|(m, _)| *m == i))
-            .collect();
+        let mut want = vec![false; entries.len()];
+        for (i, _) in &misses {
+            want[*i] = true;
+        }
         let (layer, trace) = build_planned(&planned, opts, store, None, Some(&want), &mut task)?;
         for (i, st) in &misses {
             let h = trace.content[*i].expect("the pipeline hashed every file it was asked to");
@@ -141,6 +149,7 @@ pub fn build_layer_cached(
         return Ok(Cached { layer, hit: true });
     }
     let keys = plan::segment_keys(entries, &headers, &hashes, &segs);
+    let (old, old_blob) = loaded.unwrap_or_else(load_prior);
     let prior = match (&old, &old_blob) {
         (Some(map), Some(blob)) => Some(prior(map, blob, &keys)),
         _ => None,

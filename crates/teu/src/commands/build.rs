@@ -431,7 +431,9 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             eprintln!("teu: warning: {w}");
         }
     }
-    let artifact = &built.artifact;
+    // Outputs that read blobs (a registry push, an archive) report each one.
+    let watched = progress::watch_blobs(built.artifact.clone(), &opts.progress);
+    let artifact = &watched;
     if args.verify {
         verify(&spec, &opts, artifact, &say)?;
     }
