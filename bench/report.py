@@ -98,6 +98,35 @@ for name, ref in rows:
     if ref and name.startswith("teu-") and not name.endswith("1stream"):
         goals.append((f"{name} size within 3% of {ref}", sizes[name] / sizes[ref] - 1, 0.03))
 
+def cpu(name):
+    p = os.path.join(results, name + ".json")
+    if not os.path.exists(p):
+        return None
+    r = json.load(open(p))["results"][0]
+    return r["user"] + r["system"]
+
+
+# CPU time (user + sys, means) does not grow with other load on a shared machine the way
+# wall time does: the ratios below are the ones to trust when the load average is high.
+print("\n| scenario | teu CPU | reference | reference CPU | CPU ratio |")
+print("| --- | --- | --- | --- | --- |")
+for name, ref, what in [
+    ("teu-cold-gzip", "floor-pigz", "tar | pigz -6"),
+    ("teu-cold-zstd", "floor-zstd", "tar | zstd -3 -T0"),
+    ("teu-noop-gzip", "umoci-insert", "umoci insert"),
+    ("teu-onefile-gzip", "umoci-insert", "umoci insert"),
+    ("teu-onefile-zstd", "umoci-insert", "umoci insert"),
+    ("teu-base-onefile-gzip", "umoci-insert-base", "umoci insert (base tree)"),
+    ("teu-base-onefile-zstd", "umoci-insert-base", "umoci insert (base tree)"),
+]:
+    c, r = cpu(name), cpu(ref)
+    print(f"| {name[4:]} | {ms(c)} | {what.replace('|', chr(92) + '|')} | {ms(r)} | {fmt_ratio(ratio(c, r))} |")
+try:
+    load = open("/proc/loadavg").read().split()[:3]
+    print(f"\nLoad average when the table was printed: {' '.join(load)}.")
+except OSError:
+    pass
+
 print("\n| goal | measured | holds |")
 print("| --- | --- | --- |")
 for what, value, limit in goals:
