@@ -143,3 +143,40 @@ fn on_a_pipe_and_with_none_stdout_holds_only_the_digest() {
         }
     }
 }
+
+/// A push reads each blob it uploads through a source that reports it: one start and one
+/// finish per uploaded layer, with its size as the total.
+#[test]
+fn a_push_reports_each_blob_it_uploads() {
+    use crate::common::registry::{Auth, Registry};
+    let reg = Registry::start(Auth::None);
+    let t = tempfile::tempdir().unwrap();
+    write(&t.path().join("app/a"), &[7u8; 300_000]);
+    let home = t.path().join("home");
+    ok(teu(&home)
+        .current_dir(t.path())
+        .args(["build", "-q", "--copy", "app:/app", "-o", "oci:out"]));
+    let out = ok(teu(&home).current_dir(t.path()).args([
+        "push",
+        "oci:out",
+        &format!("{}/app:1", reg.addr),
+        "--progress",
+        "json",
+    ]));
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_eq!(stdout, format!("{}\n", digest(&out)));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    let starts: Vec<_> = events.iter().filter(|e| e["event"] == "start").collect();
+    assert_eq!(starts.len(), 1, "one layer blob uploaded: {stderr}");
+    assert_eq!(starts[0]["kind"], "blob");
+    let finish = events
+        .iter()
+        .find(|e| e["event"] == "finish" && e["id"] == starts[0]["id"])
+        .unwrap_or_else(|| panic!("no finish: {stderr}"));
+    assert_eq!(finish["outcome"], "done", "{stderr}");
+    assert_eq!(finish["done"], starts[0]["total"], "{stderr}");
+}
