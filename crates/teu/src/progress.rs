@@ -4,8 +4,8 @@
 //!
 //! - **tty**: one indicatif bar per task being worked on, with bytes, rate and ETA; a
 //!   task's bar goes away when it finishes (the command's summary says how it ended).
-//! - **plain**: a line when a task starts doing work (not for a cache hit, which the
-//!   summary reports), then at most one line per task every [`PLAIN_EVERY`].
+//! - **plain**: a line once a task has been working for [`PLAIN_FIRST`] (quick work and
+//!   cache hits are in the command's summary), then at most one every [`PLAIN_EVERY`].
 //! - **json**: every start and finish, and advances at most every [`JSON_EVERY`] per
 //!   task; in this mode the human summary is left out of stderr, so every line parses.
 
@@ -20,6 +20,8 @@ use teu_progress::{Event, Outcome, Progress, Reporter, TaskKind};
 use crate::output::bytes;
 
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
+/// A task quicker than this prints no plain line at all: the summary says it all.
+const PLAIN_FIRST: Duration = Duration::from_secs(1);
 const JSON_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -175,6 +177,7 @@ impl Progress for Plain {
                 let Some(t) = tasks.get_mut(&id) else { return };
                 let now = Instant::now();
                 match t.said {
+                    None if now - t.started < PLAIN_FIRST => {}
                     None => {
                         let of = t
                             .total
