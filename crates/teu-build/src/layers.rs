@@ -101,7 +101,12 @@ pub(crate) fn build_one(
                 first.len()
             )));
         }
-        if first.iter().any(|&b| b != 0) {
+        if first.iter().all(|&b| b == 0) {
+            return Err(not_tar(
+                "it holds no entries: its first block is the end-of-archive marker",
+            ));
+        }
+        {
             let stored = tar::Header::from_byte_slice(&first).cksum().ok();
             let sum: u32 = first
                 .iter()

@@ -26,7 +26,11 @@ pub enum ImageError {
         wanted: String,
         available: Vec<String>,
     },
-    /// A document that does not parse, or contradicts itself or its descriptor.
+    /// A JSON document that does not parse as what it should be.
+    #[error(transparent)]
+    Json(#[from] teu_oci::JsonError),
+    /// A document that contradicts itself or its descriptor, or a file that is not what
+    /// it should be.
     #[error("{what}: {message}")]
     Malformed { what: String, message: String },
     /// Something teu does not do (yet), or that does not make sense for this transport.

@@ -84,13 +84,60 @@ pub fn read_verified(source: &dyn BlobSource, desc: &Descriptor) -> Result<Vec<u
     Ok(bytes)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(bytes: Vec<u8>, name: &str) -> Result<Raw<T>, ImageError> {
-    Raw::parse(bytes, name).map_err(|e| malformed(name, e.source.to_string()))
+/// Parse a JSON document teu did not write. Serde would read a struct from an array
+/// (`[]` as an index "with 6 elements"), so anything but an object is refused first,
+/// in words.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    bytes: Vec<u8>,
+    name: &str,
+) -> Result<Raw<T>, ImageError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(Raw::parse(bytes, name)?),
+        Some(&b) => Err(malformed(
+            name,
+            format!(
+                "is not a JSON object (it starts with {:?}); an OCI document is {{ \"schemaVersion\": 2, … }}",
+                b as char
+            ),
+        )),
+        None => Err(malformed(name, "is empty")),
+    }
+}
+
+/// What every index and manifest must say of itself: schema version 2, and (when it
+/// names one) the media type its descriptor names.
+fn check_document(
+    name: &str,
+    schema_version: u32,
+    media_type: Option<&str>,
+    desc: &Descriptor,
+) -> Result<(), ImageError> {
+    if schema_version != 2 {
+        return Err(unsupported(
+            name,
+            format!(
+                "schemaVersion is {schema_version}; teu reads schemaVersion 2 (Docker's v2 schema 1 and others are not supported)"
+            ),
+        ));
+    }
+    match media_type {
+        Some(mt) if mt != desc.media_type => Err(malformed(
+            name,
+            format!(
+                "its mediaType is {mt:?}, but the descriptor that names it says {:?}",
+                desc.media_type
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn read_index(source: &dyn BlobSource, desc: &Descriptor) -> Result<Raw<Index>, ImageError> {
     let name = format!("index {} in {}", desc.digest, source.name());
-    parse(read_verified(source, desc)?, &name)
+    let index: Raw<Index> = parse(read_verified(source, desc)?, &name)?;
+    let v = &index.value;
+    check_document(&name, v.schema_version, v.media_type.as_deref(), desc)?;
+    Ok(index)
 }
 
 /// What `desc` names, chosen by `select`: the whole index or image, or one image.
@@ -254,6 +301,8 @@ pub fn image(source: Arc<dyn BlobSource>, desc: &Descriptor) -> Result<Image, Im
         ));
     }
     let manifest: Raw<Manifest> = parse(read_verified(source.as_ref(), desc)?, &name)?;
+    let m = &manifest.value;
+    check_document(&name, m.schema_version, m.media_type.as_deref(), desc)?;
     let cfg_name = format!(
         "config {} in {}",
         manifest.value.config.digest,

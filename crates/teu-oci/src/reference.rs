@@ -181,6 +181,7 @@ impl FromStr for Reference {
             // `host:port/repo` is a registry reference; `word:rest` with no slash before
             // the colon and an unknown word is a mistyped transport.
             let looks_like_transport = !transport.contains('/')
+                && !transport.starts_with('[')
                 && !transport.contains('.')
                 && transport != "localhost"
                 && s[transport.len() + 1..].contains('/');
@@ -324,18 +325,12 @@ impl FromStr for RegistryRef {
         } else {
             repository
         };
-        let component_ok = |c: &str| {
-            !c.is_empty()
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-                && c.as_bytes()[0].is_ascii_alphanumeric()
-                && c.as_bytes()[c.len() - 1].is_ascii_alphanumeric()
-        };
+        check_host(s, &registry)?;
         if !repository.split('/').all(component_ok) {
             return Err(invalid(
                 s,
                 format!(
-                    "repository {repository:?} must be lowercase path components of [a-z0-9._-]"
+                    "repository {repository:?} must be lowercase path components of letters and digits, separated by '.', '_', '__' or dashes (like team/my-app)"
                 ),
             ));
         }
@@ -346,6 +341,85 @@ impl FromStr for RegistryRef {
             digest,
         })
     }
+}
+
+/// A repository path component as the distribution spec defines it:
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+fn component_ok(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// A registry host: a name or an IPv4 address, or a bracketed IPv6 address, with an
+/// optional port from 1 to 65535.
+fn check_host(input: &str, registry: &str) -> Result<(), ReferenceError> {
+    let (host, port) = if let Some(rest) = registry.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((h, "")) => (h, None),
+            Some((h, p)) if p.starts_with(':') => (h, Some(&p[1..])),
+            _ => {
+                return Err(invalid(
+                    input,
+                    format!("registry {registry:?} is not HOST[:PORT]"),
+                ))
+            }
+        }
+    } else {
+        match registry.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (registry, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && if registry.starts_with('[') {
+            host.bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        } else {
+            host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            })
+        };
+    if !host_ok {
+        return Err(invalid(
+            input,
+            format!("registry host {host:?} is not a host name or an IP address"),
+        ));
+    }
+    if let Some(p) = port {
+        match p.parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) && p.bytes().all(|b| b.is_ascii_digit()) => {}
+            _ => {
+                return Err(invalid(
+                    input,
+                    format!("port {p:?} of registry {host} is not a number from 1 to 65535"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Display for RegistryRef {
@@ -369,6 +443,40 @@ mod tests {
         match s.parse::<Reference>().unwrap() {
             Reference::Registry(r) => r,
             other => panic!("{s} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_ports_hosts_and_repositories_are_refused_when_parsed() {
+        for bad in [
+            "127.0.0.1:99999/repo:tag",
+            "127.0.0.1:0/repo",
+            "127.0.0.1:abc/repo",
+            "localhost:/repo",
+            "reg.example.com/re..po",
+            "reg.example.com/-repo",
+            "reg.example.com/re--po-/x",
+            "reg.example.com/a/_b",
+            "bad_host.example.com:5000/x",
+        ] {
+            let e = bad.parse::<Reference>().unwrap_err().to_string();
+            assert!(!e.is_empty(), "{bad}");
+        }
+        let e = "127.0.0.1:99999/repo:tag"
+            .parse::<Reference>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 to 65535"), "{e}");
+        for good in [
+            "127.0.0.1:5000/repo:tag",
+            "localhost:65535/a/b",
+            "[::1]:5000/x",
+            "reg.example.com/my-app__x/v.1",
+            "reg.example.com/a---b",
+            "ghcr.io/owner/app_1",
+        ] {
+            good.parse::<Reference>()
+                .unwrap_or_else(|e| panic!("{good}: {e}"));
         }
     }
 

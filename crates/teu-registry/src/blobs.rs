@@ -1,7 +1,9 @@
 //! Blobs: existence checks, verified streaming reads that resume, mounts and uploads.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use reqwest::blocking::{Body, Response};
 use reqwest::header::{CONTENT_LENGTH, LOCATION, RANGE};
@@ -135,8 +137,11 @@ impl Client {
                 Some(l) => l,
                 None => self.start_upload(registry, repo, &what)?,
             };
+            let tracked = Tracked::new(self, registry, repo, &location);
             let result = if chunked {
-                self.upload_chunked(registry, repo, digest, size, open, &location, &what)
+                self.upload_chunked(
+                    registry, repo, digest, size, open, &location, &what, &tracked,
+                )
             } else {
                 self.upload_monolithic(registry, repo, digest, size, open, &location, &what)
             };
@@ -144,6 +149,10 @@ impl Client {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
+            // This session will not be finished: close it rather than leave it open.
+            if let Some(u) = OPEN_UPLOADS.lock().expect("uploads").remove(&tracked.0) {
+                self.cancel_upload(registry, repo, &u.location);
+            }
             // The last response may have been lost after the registry committed the blob.
             if self.head_blob(registry, repo, digest).ok().flatten() == Some(size) {
                 return Ok(());
@@ -258,6 +267,7 @@ impl Client {
         open: OpenBlob,
         location: &str,
         what: &str,
+        tracked: &Tracked,
     ) -> Result<(), RegistryError> {
         let chunk = self.quirks(registry).chunk_size(self.inner.opts.chunk_size) as usize;
         let mut src = VerifyingReader::new(open()?, digest.clone(), size, format!("blob {digest}"));
@@ -306,6 +316,7 @@ impl Client {
                     Ok(next) => {
                         if let Some(l) = next {
                             location = l;
+                            tracked.moved(&location);
                         }
                         break;
                     }
@@ -321,6 +332,7 @@ impl Client {
                     Ok((progress, next)) => {
                         if let Some(l) = next {
                             location = l;
+                            tracked.moved(&location);
                         }
                         if progress == offset + n as u64 {
                             break; // the chunk arrived; only the answer was lost
@@ -558,4 +570,82 @@ impl Read for BlobReader {
             std::thread::sleep(policy.backoff(self.failures));
         }
     }
+}
+
+/// Upload sessions this process has open, so an interrupted push can close them
+/// ([`cancel_open_uploads`]) instead of leaving them to the registry's own expiry.
+static OPEN_UPLOADS: Mutex<BTreeMap<u64, OpenUpload>> = Mutex::new(BTreeMap::new());
+static NEXT_UPLOAD: AtomicU64 = AtomicU64::new(0);
+
+struct OpenUpload {
+    client: Client,
+    registry: String,
+    repo: String,
+    location: String,
+}
+
+/// One open session in [`OPEN_UPLOADS`]; forgotten when dropped (the session ended).
+pub(crate) struct Tracked(u64);
+
+impl Tracked {
+    fn new(client: &Client, registry: &str, repo: &str, location: &str) -> Tracked {
+        let id = NEXT_UPLOAD.fetch_add(1, Ordering::Relaxed);
+        OPEN_UPLOADS.lock().expect("uploads").insert(
+            id,
+            OpenUpload {
+                client: client.clone(),
+                registry: registry.to_string(),
+                repo: repo.to_string(),
+                location: location.to_string(),
+            },
+        );
+        Tracked(id)
+    }
+
+    /// The session moved (a PATCH answered with a new Location, as distribution does).
+    fn moved(&self, location: &str) {
+        if let Some(u) = OPEN_UPLOADS.lock().expect("uploads").get_mut(&self.0) {
+            u.location = location.to_string();
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        OPEN_UPLOADS.lock().expect("uploads").remove(&self.0);
+    }
+}
+
+impl Client {
+    /// Close an upload session that will not be finished (best effort: a registry that
+    /// does not answer keeps it until its own expiry).
+    fn cancel_upload(&self, registry: &str, repo: &str, location: &str) {
+        let Ok(url) = self.location(registry, location) else {
+            return;
+        };
+        let what = format!("cancelling an upload to {registry}/{repo}");
+        let req = Request {
+            method: Method::DELETE,
+            registry,
+            url: url.to_string(),
+            scope: push(repo),
+            headers: vec![],
+            body: None,
+            retry: false,
+            what: &what,
+        };
+        let _ = self.execute(&req, &[200, 202, 204, 404], |_| Ok(()));
+    }
+}
+
+/// DELETE every upload session this process has open, for an interrupted push (SIGINT,
+/// SIGTERM). Returns how many were closed.
+pub fn cancel_open_uploads() -> usize {
+    let open: Vec<OpenUpload> = std::mem::take(&mut *OPEN_UPLOADS.lock().expect("uploads"))
+        .into_values()
+        .collect();
+    for u in &open {
+        u.client.cancel_upload(&u.registry, &u.repo, &u.location);
+    }
+    open.len()
 }

@@ -15,6 +15,7 @@
 pub mod auth;
 mod blobs;
 mod client;
+mod error;
 mod manifests;
 pub mod quirks;
 mod retry;
@@ -22,60 +23,11 @@ mod token;
 mod verify;
 
 pub use auth::{Credential, Keychain, Secret};
-pub use blobs::{BlobReader, MountOutcome};
+pub use blobs::{cancel_open_uploads, BlobReader, MountOutcome};
 pub use client::{Client, ClientOptions, Counters, Traffic};
+pub(crate) use error::invalid;
+pub use error::RegistryError;
 pub use manifests::{ManifestResponse, ACCEPT_MANIFESTS};
 pub use quirks::Quirks;
 pub use retry::RetryPolicy;
 pub use verify::VerifyingReader;
-
-/// Everything that can go wrong talking to a registry. Messages name the registry,
-/// repository and digest or tag involved; they never hold a credential.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("{what}: {message}")]
-    Http { what: String, message: String },
-    #[error("{what}: the registry answered {status}{detail}")]
-    Status {
-        what: String,
-        status: u16,
-        detail: String,
-    },
-    #[error("{what}: not found{detail}")]
-    NotFound { what: String, detail: String },
-    #[error("{what}: access denied ({status}){detail}; log in with `teu login {registry}` or check the credentials in your Docker/podman auth file")]
-    Denied {
-        what: String,
-        registry: String,
-        status: u16,
-        detail: String,
-    },
-    #[error("{what}: gave up after {attempts} attempt{}: {last}", if *attempts == 1 { "" } else { "s" })]
-    Exhausted {
-        what: String,
-        attempts: u32,
-        last: String,
-    },
-    #[error("{what}: {message}")]
-    Invalid { what: String, message: String },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl RegistryError {
-    /// The registry answered that the repository, manifest or blob does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, RegistryError::NotFound { .. })
-    }
-}
-
-pub(crate) fn invalid(what: impl Into<String>, message: impl Into<String>) -> RegistryError {
-    RegistryError::Invalid {
-        what: what.into(),
-        message: message.into(),
-    }
-}

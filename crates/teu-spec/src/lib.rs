@@ -8,13 +8,15 @@
 //! [`Origin`] with the same position, so errors found later (a missing source file, two
 //! entries claiming one path) name the spec line too.
 
+mod error;
 pub mod lock;
 mod raw;
+
+pub use error::SpecError;
 
 pub use raw::check_port;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -200,26 +202,6 @@ impl Item {
     }
 }
 
-/// A spec error, with where it is.
-#[derive(Debug, thiserror::Error)]
-pub struct SpecError {
-    /// `file:line:column`, or `command line`.
-    pub at: String,
-    /// The key, like `layer[0].copy[1].mode`.
-    pub key: Option<String>,
-    pub message: String,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.at)?;
-        if let Some(k) = &self.key {
-            write!(f, "{k}: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
 /// Parse a mode written as a string: `"0755"`, `"755"` or `"0o755"`. TOML integers are
 /// refused by the spec's types: `mode = 755` would silently mean 0o1363.
 pub fn parse_mode(s: &str) -> Result<u32, String> {
@@ -250,6 +232,37 @@ pub fn exclude_set(patterns: &[String]) -> Result<Option<GlobSet>, String> {
     b.build().map(Some).map_err(|e| e.to_string())
 }
 
+/// Read a small text file teu did not write (a spec, a lock file): it must be a regular
+/// file (a fifo would block forever) and UTF-8 (an error names the line and column of
+/// the first byte that is not).
+pub(crate) fn read_text(file: &Path, label: &str, what: &str) -> Result<String, SpecError> {
+    let err = |message: String| SpecError {
+        at: label.to_string(),
+        key: None,
+        message,
+    };
+    match std::fs::metadata(file) {
+        Ok(m) if !m.is_file() => {
+            return Err(err(format!("cannot read {what}: it is not a regular file")))
+        }
+        _ => {}
+    }
+    let bytes = std::fs::read(file).map_err(|e| err(format!("cannot read {what}: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = good.len() - good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        SpecError {
+            at: format!("{label}:{line}:{col}"),
+            key: None,
+            message: format!(
+                "{what} is not UTF-8 text (byte {:#04x})",
+                e.as_bytes()[good.len()]
+            ),
+        }
+    })
+}
+
 /// Check that an image path stays inside `/`.
 pub fn check_dest(dest: &str, allow_root: bool) -> Result<(), String> {
     let r = if allow_root {
@@ -264,11 +277,7 @@ impl Spec {
     /// Read and validate `teu.toml` at `file`.
     pub fn load(file: &Path) -> Result<Spec, SpecError> {
         let label = file.display().to_string();
-        let text = std::fs::read_to_string(file).map_err(|e| SpecError {
-            at: label.clone(),
-            key: None,
-            message: format!("cannot read the spec: {e}"),
-        })?;
+        let text = read_text(file, &label, "the spec")?;
         let dir = file
             .parent()
             .filter(|p| !p.as_os_str().is_empty())

@@ -52,17 +52,10 @@ impl Lockfile {
     /// Read `path`; `Ok(None)` when there is none.
     pub fn load(path: &Path) -> Result<Option<Lockfile>, SpecError> {
         let label = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(SpecError {
-                    at: label,
-                    key: None,
-                    message: format!("cannot read the lock file: {e}"),
-                })
-            }
-        };
+        if !path.exists() && path.symlink_metadata().is_err() {
+            return Ok(None);
+        }
+        let text = crate::read_text(path, &label, "the lock file")?;
         let lock: Lockfile = toml::from_str(&text).map_err(|e| {
             let at = e.span().map_or(label.clone(), |s| {
                 let before = &text[..s.start.min(text.len())];

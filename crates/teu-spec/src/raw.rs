@@ -180,8 +180,29 @@ impl Ctx<'_> {
     }
 
     fn dest(&self, d: &Spanned<String>, key: &str, allow_root: bool) -> Result<String, SpecError> {
+        if d.get_ref().is_empty() {
+            let hint = if allow_root {
+                " (write \"/\" for the root)"
+            } else {
+                ""
+            };
+            return Err(self.err(d.span(), key, format!("may not be empty{hint}")));
+        }
         check_dest(d.get_ref(), allow_root).map_err(|e| self.err(d.span(), key, e))?;
         Ok(d.get_ref().clone())
+    }
+
+    /// A source path: never empty (an empty `src` would be the spec's whole directory,
+    /// earlier outputs included).
+    fn src(&self, s: &Spanned<String>, key: &str) -> Result<(), SpecError> {
+        if s.get_ref().is_empty() {
+            return Err(self.err(
+                s.span(),
+                key,
+                "may not be empty (write \".\" to mean the spec's directory)",
+            ));
+        }
+        check_placeholders(s.get_ref()).map_err(|e| self.err(s.span(), key, e))
     }
 
     /// Validate the entries of a layer (or of one platform's table in it).
@@ -201,8 +222,7 @@ impl Ctx<'_> {
             let c = c.into_inner();
             let exclude = exclude_set(&c.exclude)
                 .map_err(|e| cx.err(span.clone(), format!("{key}.exclude"), e))?;
-            check_placeholders(c.src.get_ref())
-                .map_err(|e| cx.err(c.src.span(), format!("{key}.src"), e))?;
+            cx.src(&c.src, &format!("{key}.src"))?;
             items.push(Item::Copy {
                 src: teu_layer::source::resolve(dir, c.src.get_ref()),
                 dest: cx.dest(&c.dest, &format!("{key}.dest"), true)?,
@@ -259,8 +279,7 @@ impl Ctx<'_> {
             let key = format!("{lk}.tars[{i}]");
             first_span.get_or_insert(t.span());
             let t = t.into_inner();
-            check_placeholders(t.src.get_ref())
-                .map_err(|e| cx.err(t.src.span(), format!("{key}.src"), e))?;
+            cx.src(&t.src, &format!("{key}.src"))?;
             let dest = match &t.dest {
                 Some(d) => {
                     let dest = cx.dest(d, &format!("{key}.dest"), true)?;
@@ -398,14 +417,21 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
     let c = file.config;
     let mut env = BTreeMap::new();
     for (k, v) in c.env {
-        if k.get_ref().is_empty() || k.get_ref().contains('=') {
+        if k.get_ref().is_empty() || k.get_ref().contains(['=', '\0']) {
             return Err(cx.err(
                 k.span(),
                 "config.env",
                 format!(
-                    "variable name {:?} may not be empty or contain '='",
+                    "variable name {:?} may not be empty or contain '=' or a NUL byte",
                     k.get_ref()
                 ),
+            ));
+        }
+        if v.contains('\0') {
+            return Err(cx.err(
+                k.span(),
+                format!("config.env.{}", k.get_ref()),
+                "the value may not contain a NUL byte (a process environment cannot hold one)",
             ));
         }
         env.insert(k.into_inner(), v);

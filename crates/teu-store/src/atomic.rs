@@ -1,5 +1,7 @@
 //! Write a file or a directory under a temporary name and rename it into place, so a
-//! failure leaves either the old content or the new, never half of it.
+//! failure leaves either the old content or the new, never half of it. The temporary is
+//! locked by its writer ([`crate::lock`]): what a killed teu left beside an output is
+//! removed the next time that output is written.
 
 use std::fs;
 use std::io::{self, Write};
@@ -27,11 +29,10 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // 0644 less the umask, like any new file (tempfile's default is 0600).
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.tmp-"))
-            .permissions(fs::Permissions::from_mode(0o644))
-            .tempfile_in(dir)?;
+        let prefix = format!(".{name}.tmp-");
+        crate::lock::remove_unowned(dir, &prefix)?;
+        // 0644 less the umask, like any new file.
+        let tmp = crate::lock::locked_temp_file(dir, &prefix)?;
         Ok(AtomicFile { dest, tmp })
     }
 
@@ -72,7 +73,8 @@ pub fn write_file(dest: &Path, bytes: &[u8]) -> io::Result<()> {
 /// uncommitted.
 pub struct AtomicDir {
     dest: PathBuf,
-    tmp: Option<tempfile::TempDir>,
+    tmp: Option<PathBuf>,
+    _lock: crate::lock::Lock,
 }
 
 impl AtomicDir {
@@ -84,27 +86,35 @@ impl AtomicDir {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}.tmp-"))
-            .permissions(fs::Permissions::from_mode(0o755))
-            .tempdir_in(dir)?;
+        let prefix = format!(".{name}.tmp-");
+        crate::lock::remove_unowned(dir, &prefix)?;
+        let (tmp, lock) = crate::lock::locked_temp_dir(dir, &prefix)?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
         Ok(AtomicDir {
             dest,
             tmp: Some(tmp),
+            _lock: lock,
         })
     }
 
     pub fn path(&self) -> &Path {
-        self.tmp.as_ref().expect("not yet committed").path()
+        self.tmp.as_ref().expect("not yet committed")
     }
 
     /// Rename into place. Fails if `dest` appeared meanwhile and is not an empty directory.
     pub fn commit(mut self) -> io::Result<()> {
-        let tmp = self.tmp.take().expect("committed once");
-        let path = tmp.keep();
+        let path = self.tmp.take().expect("committed once");
         fs::rename(&path, &self.dest).inspect_err(|_| {
             let _ = fs::remove_dir_all(&path);
         })?;
         sync_dir(parent_of(&self.dest))
+    }
+}
+
+impl Drop for AtomicDir {
+    fn drop(&mut self) {
+        if let Some(p) = self.tmp.take() {
+            let _ = fs::remove_dir_all(p);
+        }
     }
 }

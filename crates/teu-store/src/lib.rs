@@ -11,35 +11,16 @@
 //! files), because every sink needs it.
 
 pub mod atomic;
+mod error;
+pub mod lock;
+
+pub use error::StoreError;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use teu_oci::{Digest, Sha256Writer};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("store {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("blob digest mismatch: expected {expected}, got {actual} ({size} bytes); the blob was discarded")]
-    DigestMismatch {
-        expected: Digest,
-        actual: Digest,
-        size: u64,
-    },
-    #[error("blob {digest}: expected {expected} bytes, got {actual}; the blob was discarded")]
-    SizeMismatch {
-        digest: Digest,
-        expected: u64,
-        actual: u64,
-    },
-}
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
@@ -47,6 +28,9 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
         source,
     }
 }
+
+/// Partial blobs in `tmp/`: each is locked by its writer while it lives.
+const BLOB_TMP_PREFIX: &str = "blob-";
 
 /// A content-addressed blob store rooted at one directory.
 #[derive(Clone, Debug)]
@@ -66,12 +50,16 @@ impl Store {
     }
 
     /// Open (creating if needed) the store at `root`.
+    /// Partial blobs that no live process owns (a killed build's) are removed.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
         for dir in [root.join("blobs/sha256"), root.join("tmp")] {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         }
-        Ok(Store { root })
+        let store = Store { root };
+        let tmp = store.tmp_dir();
+        lock::remove_unowned(&tmp, BLOB_TMP_PREFIX).map_err(io_err(&tmp))?;
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {
@@ -109,11 +97,7 @@ impl Store {
     /// resumes a saved hash state); deleted if dropped, see [`Store::commit_temp`].
     pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
         let dir = self.tmp_dir();
-        tempfile::Builder::new()
-            .prefix("blob-")
-            .permissions(fs::Permissions::from_mode(0o644))
-            .tempfile_in(&dir)
-            .map_err(io_err(&dir))
+        lock::locked_temp_file(&dir, BLOB_TMP_PREFIX).map_err(io_err(&dir))
     }
 
     /// Make `tmp` the blob `digest`, which the caller computed over exactly its bytes:

@@ -165,10 +165,25 @@ pub fn select_arg(p: Option<&str>) -> Result<Select> {
     }
 }
 
-/// `--jobs` values that make sense: at least one.
+/// The most threads a `--jobs` value gets: a few per core (more only queue and cost
+/// memory; far more make thread creation fail).
+pub fn max_jobs() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores * 4).clamp(16, 256)
+}
+
+/// `--jobs` values that make sense: at least one; more than [`max_jobs`] is clamped,
+/// with a warning.
 pub fn jobs_arg(jobs: usize) -> Result<usize> {
     match jobs {
         0 => Err(usage("--jobs must be at least 1")),
+        n if n > max_jobs() => {
+            eprintln!(
+                "teu: warning: --jobs {n} is more than this machine can use; using {}",
+                max_jobs()
+            );
+            Ok(max_jobs())
+        }
         n => Ok(n),
     }
 }

@@ -66,11 +66,17 @@ enum Command {
     Login(login::LoginArgs),
     /// Remove stored registry credentials
     Logout(login::LogoutArgs),
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
     output::die_quietly_on_closed_stdout();
     let cli = Cli::parse();
+    // The server drains its own requests on a signal; every other command may hold
+    // upload sessions to close.
+    if !matches!(cli.command, Command::Serve(_)) {
+        output::close_uploads_on_interrupt();
+    }
     let result = match cli.command {
         Command::Build(args) => build::run(*args),
         Command::Cache(args) => cache::run(args),
@@ -84,6 +90,7 @@ fn main() -> ExitCode {
         Command::Tags(args) => tags::run(args),
         Command::Login(args) => login::login(args),
         Command::Logout(args) => login::logout(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,

@@ -13,6 +13,26 @@ pub fn die_quietly_on_closed_stdout() {
     }
 }
 
+/// SIGINT or SIGTERM (Ctrl-C, a CI job cancelled) during a push closes the upload
+/// sessions this process has open, so none is left waiting in the registry, then ends
+/// teu as the signal would (exit 130 or 143). Partial files need nothing: they are locked
+/// temporaries that the next teu removes.
+pub fn close_uploads_on_interrupt() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let closed = teu_registry::cancel_open_uploads();
+            if closed > 0 {
+                eprintln!("teu: interrupted: closed {closed} open upload session(s)");
+            }
+            std::process::exit(128 + sig);
+        }
+    });
+}
+
 /// One line per blob, then the totals, in the words of `report`'s destination.
 pub fn print_write(r: &WriteReport, say: &dyn Fn(String)) {
     for b in &r.blobs {

@@ -6,13 +6,14 @@
 //! that had the same tag. A layout that does not exist yet is built under a temporary
 //! name and renamed into place when complete.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use teu_oci::{layout_blob_path, Descriptor, Digest, Index, Raw, ANNOTATION_REF_NAME};
 use teu_store::atomic::{self, AtomicDir, AtomicFile};
+use teu_store::lock::{lock_dir, open_regular, read_regular};
 use teu_store::Store;
 
 use super::{from_name, Action, BlobPlan, Sink, Source, Top};
@@ -44,7 +45,7 @@ impl LayoutBlobs {
 impl BlobSource for LayoutBlobs {
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, ImageError> {
         let p = self.path(digest);
-        match File::open(&p) {
+        match open_regular(&p) {
             Ok(f) => Ok(Box::new(f)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(not_found(
                 self.name(),
@@ -102,28 +103,43 @@ impl Source for LayoutSource {
 /// The layout's `index.json`, after checking `oci-layout`.
 fn read_index(dir: &Path) -> Result<Raw<Index>, ImageError> {
     let version_file = dir.join(OCI_LAYOUT_FILE);
-    let layout = fs::read(&version_file).map_err(|e| {
-        not_found(
+    let layout = read_regular(&version_file).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => not_found(
             what(dir),
-            format!("is not an OCI image layout ({OCI_LAYOUT_FILE}: {e})"),
-        )
+            format!("is not an OCI image layout (no {OCI_LAYOUT_FILE} file)"),
+        ),
+        _ => io_err(version_file.display())(e),
     })?;
-    let version: serde_json::Value = serde_json::from_slice(&layout)
-        .map_err(|e| malformed(version_file.display().to_string(), e.to_string()))?;
-    if version
-        .get("imageLayoutVersion")
-        .and_then(|v| v.as_str())
-        .is_none()
-    {
-        return Err(malformed(
-            version_file.display().to_string(),
-            "field imageLayoutVersion is missing",
+    check_layout_version(&layout, &version_file.display().to_string())?;
+    let index_path = dir.join("index.json");
+    let index_bytes = read_regular(&index_path).map_err(io_err(index_path.display()))?;
+    let name = index_path.display().to_string();
+    let index: Raw<Index> = crate::select::parse(index_bytes, &name)?;
+    if index.value.schema_version != 2 {
+        return Err(unsupported(
+            name,
+            format!(
+                "schemaVersion is {}; an OCI layout's index.json has schemaVersion 2",
+                index.value.schema_version
+            ),
         ));
     }
-    let index_path = dir.join("index.json");
-    let index_bytes = fs::read(&index_path).map_err(io_err(index_path.display()))?;
-    Raw::parse(index_bytes, index_path.display().to_string())
-        .map_err(|e| malformed(index_path.display().to_string(), e.source.to_string()))
+    Ok(index)
+}
+
+/// `oci-layout` must say `imageLayoutVersion` 1.x: a later major version may lay blobs
+/// out differently, and reading it as 1.0 could read the wrong bytes.
+pub(crate) fn check_layout_version(bytes: &[u8], name: &str) -> Result<(), ImageError> {
+    let version: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| malformed(name, e.to_string()))?;
+    match version.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+        None => Err(malformed(name, "field imageLayoutVersion is missing")),
+        Some(v) if v == "1" || v.starts_with("1.") => Ok(()),
+        Some(v) => Err(unsupported(
+            name,
+            format!("imageLayoutVersion is {v:?}; teu reads OCI layouts of version 1.x"),
+        )),
+    }
 }
 
 fn ref_name(d: &Descriptor) -> Option<&str> {
@@ -261,11 +277,18 @@ impl Sink for LayoutSink {
     fn write(&self, artifact: &Artifact, plan: &mut [BlobPlan]) -> Result<u64, ImageError> {
         let written = if self.fresh()? {
             let tmp = AtomicDir::create(&self.dir).map_err(io_err(self.dir.display()))?;
-            let written = write_into(tmp.path(), &self.tag, artifact, plan)?;
-            tmp.commit().map_err(io_err(self.dir.display()))?;
-            written
+            // The temporary directory is this process's alone (AtomicDir holds its lock).
+            let written = write_into(tmp.path(), &self.tag, artifact, plan, Shared::No)?;
+            match tmp.commit() {
+                Ok(()) => written,
+                // Another teu created the layout first: add to it like to any layout.
+                Err(_) if self.dir.join(OCI_LAYOUT_FILE).is_file() => {
+                    write_into(&self.dir, &self.tag, artifact, plan, Shared::Yes)?
+                }
+                Err(e) => return Err(io_err(self.dir.display())(e)),
+            }
         } else {
-            write_into(&self.dir, &self.tag, artifact, plan)?
+            write_into(&self.dir, &self.tag, artifact, plan, Shared::Yes)?
         };
         if let Some(store) = &self.store {
             crate::gc::record_root(store, &self.dir, &self.name(), artifact)?;
@@ -282,11 +305,19 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Whether other processes may be writing the same layout.
+#[derive(PartialEq)]
+enum Shared {
+    Yes,
+    No,
+}
+
 fn write_into(
     dir: &Path,
     tag: &str,
     artifact: &Artifact,
     plan: &mut [BlobPlan],
+    shared: Shared,
 ) -> Result<u64, ImageError> {
     let blob_dir = dir.join("blobs/sha256");
     fs::create_dir_all(&blob_dir).map_err(io_err(blob_dir.display()))?;
@@ -305,6 +336,13 @@ fn write_into(
             out.commit().map_err(io_err(dest.display()))?;
         }
     }
+    // Blobs go in without a lock (each is atomic and content-addressed); the
+    // read-modify-write of index.json holds the layout's lock, so concurrent writers to
+    // one layout keep each other's tags.
+    let _lock = match shared {
+        Shared::Yes => Some(lock_dir(dir).map_err(io_err(dir.display()))?),
+        Shared::No => None,
+    };
     if !dir.join(OCI_LAYOUT_FILE).is_file() {
         atomic::write_file(&dir.join(OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT)
             .map_err(io_err(dir.display()))?;
@@ -312,11 +350,7 @@ fn write_into(
     }
     let index_path = dir.join("index.json");
     let mut index = match fs::read(&index_path) {
-        Ok(b) => {
-            Raw::<Index>::parse(b, index_path.display().to_string())
-                .map_err(|e| malformed(index_path.display().to_string(), e.source.to_string()))?
-                .value
-        }
+        Ok(b) => Raw::<Index>::parse(b, index_path.display().to_string())?.value,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Index::new(),
         Err(e) => return Err(io_err(index_path.display())(e)),
     };

@@ -119,7 +119,7 @@ pub struct BuildArgs {
     json: bool,
 
     /// Compression threads (default: the number of CPUs); the output does not depend on it
-    #[arg(short, long, env = "TEU_JOBS")]
+    #[arg(short, long, env = "TEU_JOBS", allow_negative_numbers = true)]
     jobs: Option<usize>,
 
     /// Build every layer from scratch, without reading or writing the layer cache
@@ -352,9 +352,10 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             .map(|o| parse_output("--output", o))
             .collect::<Result<_>>()?
     };
-    if let Some(j) = args.jobs {
-        jobs_arg(j)?;
-    }
+    let jobs = match args.jobs {
+        Some(j) => jobs_arg(j)?,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     let mut spec = load_spec(args.spec.as_deref(), !args.copies.is_empty())?;
     apply_flags(&mut spec, &args)?;
 
@@ -389,9 +390,6 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             "--tag applies to registry outputs; add -o REGISTRY/REPO:TAG, or tag layouts with oci:DIR:TAG",
         ));
     }
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let lock = match spec_file(args.spec.as_deref(), !args.copies.is_empty()) {
         Some(f) if f.exists() => Lockfile::load(&Lockfile::path_in(&spec.dir))?,
         _ => None,

@@ -7,5 +7,6 @@ pub mod diff;
 pub mod inspect;
 pub mod lock;
 pub mod login;
+pub mod serve;
 pub mod tags;
 pub mod transfer;

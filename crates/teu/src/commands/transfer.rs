@@ -46,7 +46,13 @@ pub struct TransferArgs {
     dry_run: bool,
 
     /// Blobs moved at the same time
-    #[arg(short, long, default_value_t = 4, env = "TEU_PUSH_JOBS")]
+    #[arg(
+        short,
+        long,
+        default_value_t = 4,
+        env = "TEU_PUSH_JOBS",
+        allow_negative_numbers = true
+    )]
     jobs: usize,
 
     /// Also write the image digest to FILE

@@ -5,15 +5,15 @@ use crate::common::*;
 use std::fs;
 use std::path::Path;
 
-struct Case {
-    spec: &'static str,
+pub(crate) struct Case {
+    pub spec: &'static str,
     /// Fragments the error message must contain.
-    expect: &'static [&'static str],
+    pub expect: &'static [&'static str],
 }
 
 /// Build `case.spec` in a fresh directory with a few source files; assert it fails with
 /// exit code 1, the expected message, an untouched store and no output.
-fn check(name: &str, case: Case, setup: impl FnOnce(&Path)) {
+pub(crate) fn check(name: &str, case: Case, setup: impl FnOnce(&Path)) {
     let t = tempfile::tempdir().unwrap();
     write(&t.path().join("hello.txt"), b"hello");
     write(&t.path().join("other.txt"), b"other");

@@ -23,6 +23,7 @@ use teu_oci::{
     layout_blob_path, media_type, Descriptor, Digest, ImageConfig, Index, Manifest, Raw,
     Sha256Writer,
 };
+use teu_store::lock::open_regular;
 
 use super::layout::{pick_tag, tags_of};
 use super::{Source, Top};
@@ -35,11 +36,39 @@ struct TarIndex {
     file: File,
     path: PathBuf,
     entries: HashMap<String, (u64, u64)>,
+    /// Members that are not regular files (symlinks, directories, …), by kind, so a
+    /// message can say what a name is instead of that it is missing.
+    others: HashMap<String, &'static str>,
+}
+
+/// Text from a file teu did not write, made safe for a terminal: control characters and
+/// invalid UTF-8 are escaped, so a random-bytes archive never prints raw binary.
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() || c == char::REPLACEMENT_CHARACTER {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+fn kind_of(t: tar::EntryType) -> &'static str {
+    match t {
+        tar::EntryType::Directory => "a directory",
+        tar::EntryType::Symlink => "a symlink",
+        tar::EntryType::Link => "a hard link",
+        tar::EntryType::Fifo => "a fifo",
+        tar::EntryType::Char | tar::EntryType::Block => "a device",
+        _ => "not a regular file",
+    }
 }
 
 impl TarIndex {
     fn open(path: &Path) -> Result<TarIndex, ImageError> {
-        let file = File::open(path).map_err(|e| match e.kind() {
+        let file = open_regular(path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => not_found(path.display().to_string(), "does not exist"),
             _ => io_err(path.display())(e),
         })?;
@@ -54,27 +83,72 @@ impl TarIndex {
             ));
         }
         let mut entries = HashMap::new();
+        let mut others = HashMap::new();
         let mut ar = tar::Archive::new(&file);
         let bad = |e: io::Error| {
             malformed(
                 path.display().to_string(),
-                format!("is not a valid tar archive: {e}"),
+                format!("is not a valid tar archive: {}", printable(&e.to_string())),
             )
         };
         for e in ar.entries().map_err(bad)? {
             let e = e.map_err(bad)?;
-            if e.header().entry_type().is_file() {
-                let name = String::from_utf8_lossy(&e.path_bytes())
-                    .trim_start_matches("./")
-                    .to_string();
+            let name = String::from_utf8_lossy(&e.path_bytes())
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string();
+            let kind = e.header().entry_type();
+            if kind.is_file() {
                 entries.insert(name, (e.raw_file_position(), e.size()));
+            } else {
+                others.insert(name, kind_of(kind));
             }
         }
         Ok(TarIndex {
             file,
             path: path.to_path_buf(),
             entries,
+            others,
         })
+    }
+
+    /// Why `name` cannot be read as a file: missing, or some other kind of member.
+    fn lacks(&self, name: &str) -> String {
+        match self.others.get(name) {
+            Some(kind) => format!("has {name}, but it is {kind}, not a file"),
+            None => format!("has no {name}"),
+        }
+    }
+
+    /// Check every `blobs/sha256/<hex>` file against its name, before anything is read
+    /// from the archive or reported about it: an archive is input teu did not write.
+    fn verify_blobs(&self, source_name: &str) -> Result<(), ImageError> {
+        let mut names: Vec<&String> = self
+            .entries
+            .keys()
+            .filter(|n| n.starts_with("blobs/sha256/"))
+            .collect();
+        names.sort();
+        for name in names {
+            let Ok(digest) = format!("sha256:{}", &name["blobs/sha256/".len()..]).parse::<Digest>()
+            else {
+                continue;
+            };
+            let mut h = Sha256Writer::new(io::sink());
+            io::copy(&mut self.reader(name).expect("listed"), &mut h)
+                .map_err(io_err(format!("{name} in {}", self.path.display())))?;
+            let (actual, size, _) = h.finish();
+            if actual != digest {
+                return Err(ImageError::Corrupt {
+                    digest,
+                    actual,
+                    size,
+                    expected_size: size,
+                    source_name: source_name.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn reader(&self, name: &str) -> Option<RangeReader<&File>> {
@@ -88,7 +162,7 @@ impl TarIndex {
         let (_, size) = *self
             .entries
             .get(name)
-            .ok_or_else(|| not_found(self.path.display().to_string(), format!("has no {name}")))?;
+            .ok_or_else(|| not_found(self.path.display().to_string(), self.lacks(name)))?;
         if size > 16 * 1024 * 1024 {
             return Err(unsupported(what, "is too large for a JSON document"));
         }
@@ -102,8 +176,7 @@ impl TarIndex {
 
     fn read_index(&self) -> Result<Raw<Index>, ImageError> {
         let what = format!("index.json in {}", self.path.display());
-        Raw::parse(self.read_small("index.json")?, &what)
-            .map_err(|e| malformed(&what, e.source.to_string()))
+        crate::select::parse(self.read_small("index.json")?, &what)
     }
 
     fn has_oci_layout(&self) -> bool {
@@ -132,11 +205,12 @@ impl BlobSource for ArchiveBlobs {
             .get(digest)
             .cloned()
             .unwrap_or_else(|| layout_blob_path(digest));
-        let (offset, size) = *self
-            .index
-            .entries
-            .get(&name)
-            .ok_or_else(|| not_found(self.name(), format!("has no blob {digest} ({name})")))?;
+        let (offset, size) = *self.index.entries.get(&name).ok_or_else(|| {
+            not_found(
+                self.name(),
+                format!("{} (blob {digest})", self.index.lacks(&name)),
+            )
+        })?;
         let file = self
             .index
             .file
@@ -188,7 +262,19 @@ impl ArchiveSource {
     }
 
     fn oci_top(&self, index: TarIndex) -> Result<Top, ImageError> {
+        let layout_file = format!("oci-layout in {}", self.path.display());
+        super::layout::check_layout_version(&index.read_small("oci-layout")?, &layout_file)?;
         let top = index.read_index()?;
+        if top.value.schema_version != 2 {
+            return Err(unsupported(
+                format!("index.json in {}", self.path.display()),
+                format!(
+                    "schemaVersion is {}; an OCI layout's index.json has schemaVersion 2",
+                    top.value.schema_version
+                ),
+            ));
+        }
+        index.verify_blobs(&format!("{}:{}", self.transport(), self.path.display()))?;
         let descriptor = pick_tag(&top.value, self.name.as_deref(), &self.path)?.clone();
         Ok(Top {
             blobs: Arc::new(ArchiveBlobs {
@@ -236,6 +322,52 @@ impl Source for ArchiveSource {
     }
 }
 
+/// The digest a Docker archive member is named by (`<hex>.json`, `<hex>/layer.tar`,
+/// `blobs/sha256/<hex>`), if its name carries one.
+fn hex_in_name(name: &str) -> Option<Digest> {
+    name.split(['/', '.'])
+        .find(|part| part.len() == 64 && part.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|hex| format!("sha256:{hex}").parse().ok())
+}
+
+/// The digest and size of a layer as stored, and the digest of its uncompressed tar
+/// (its diff_id), in one read.
+fn hash_layer(head: &[u8], rest: &mut dyn Read, mt: &str) -> io::Result<(Digest, u64, Digest)> {
+    struct Tee<'a> {
+        inner: &'a mut dyn Read,
+        hash: &'a mut Sha256Writer<io::Sink>,
+    }
+    impl Read for Tee<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.hash.update(&buf[..n]);
+            Ok(n)
+        }
+    }
+    let mut stored = Sha256Writer::new(io::sink());
+    let mut tee = Tee {
+        inner: &mut io::Read::chain(head, rest),
+        hash: &mut stored,
+    };
+    let mut plain = Sha256Writer::new(io::sink());
+    match mt {
+        media_type::DOCKER_LAYER_GZIP => {
+            io::copy(&mut flate2::read::MultiGzDecoder::new(&mut tee), &mut plain)?;
+        }
+        media_type::OCI_LAYER_ZSTD => {
+            io::copy(&mut zstd::stream::read::Decoder::new(&mut tee)?, &mut plain)?;
+        }
+        _ => {
+            io::copy(&mut tee, &mut plain)?;
+        }
+    }
+    // Whatever the decompressor did not need still belongs to the stored blob.
+    io::copy(&mut tee, &mut io::sink())?;
+    let (digest, size, _) = stored.finish();
+    let (diff_id, _, _) = plain.finish();
+    Ok((digest, size, diff_id))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DockerManifestEntry {
@@ -268,8 +400,21 @@ fn docker_top(index: TarIndex, name: Option<&str>) -> Result<Top, ImageError> {
     };
     let config_bytes = index.read_small(&entry.config)?;
     let cfg_what = format!("{} in {}", entry.config, path.display());
-    let config: Raw<ImageConfig> = Raw::parse(config_bytes, &cfg_what)
-        .map_err(|e| malformed(&cfg_what, e.source.to_string()))?;
+    let source_name = format!("docker-archive:{}", path.display());
+    // Docker names the config by its digest (`<hex>.json`, or `blobs/sha256/<hex>`).
+    if let Some(named) = hex_in_name(&entry.config) {
+        let actual = Digest::of(&config_bytes);
+        if actual != named {
+            return Err(ImageError::Corrupt {
+                digest: named,
+                actual,
+                size: config_bytes.len() as u64,
+                expected_size: config_bytes.len() as u64,
+                source_name: format!("{source_name} ({})", entry.config),
+            });
+        }
+    }
+    let config: Raw<ImageConfig> = crate::select::parse(config_bytes, &cfg_what)?;
     if config.value.rootfs.diff_ids.len() != entry.layers.len() {
         return Err(malformed(
             cfg_what,
@@ -278,21 +423,33 @@ fn docker_top(index: TarIndex, name: Option<&str>) -> Result<Top, ImageError> {
     }
     let mut names = HashMap::new();
     let mut descriptors = Vec::new();
-    for l in &entry.layers {
-        let mut r = index.reader(l).ok_or_else(|| {
-            not_found(path.display().to_string(), format!("has no layer file {l}"))
-        })?;
+    for (l, diff_id) in entry.layers.iter().zip(&config.value.rootfs.diff_ids) {
+        let what = format!("{l} in {}", path.display());
+        let mut r = index
+            .reader(l)
+            .ok_or_else(|| not_found(path.display().to_string(), index.lacks(l)))?;
         let mut head = [0u8; 4];
-        let n = r.read(&mut head).map_err(io_err(l))?;
-        let mut h = Sha256Writer::new(io::sink());
-        h.update(&head[..n]);
-        io::copy(&mut r, &mut h).map_err(io_err(l))?;
-        let (digest, size, _) = h.finish();
+        let n = r.read(&mut head).map_err(io_err(&what))?;
         let mt = match &head[..n] {
             [0x1f, 0x8b, ..] => media_type::DOCKER_LAYER_GZIP,
             [0x28, 0xb5, 0x2f, 0xfd] => media_type::OCI_LAYER_ZSTD,
             _ => "application/vnd.docker.image.rootfs.diff.tar",
         };
+        // One pass: the digest of the bytes as stored, and the diff_id of what they
+        // decompress to, which the config claims.
+        let (digest, size, actual_diff) =
+            hash_layer(&head[..n], &mut r, mt).map_err(io_err(&what))?;
+        if actual_diff != *diff_id {
+            return Err(ImageError::Corrupt {
+                digest: diff_id.clone(),
+                actual: actual_diff,
+                size,
+                expected_size: size,
+                source_name: format!(
+                    "{source_name} ({l}, uncompressed, against the config's diff_id)"
+                ),
+            });
+        }
         names.insert(digest.clone(), l.clone());
         descriptors.push(Descriptor::new(mt, digest, size));
     }

@@ -141,9 +141,9 @@ impl RegistrySink {
         let open = || -> Result<Box<dyn Read + Send>, RegistryError> {
             match blob {
                 BlobRef::Bytes(b) => Ok(Box::new(Cursor::new(b.to_vec()))),
-                BlobRef::Source(s) => s.open(&desc.digest).map_err(|e| RegistryError::Invalid {
+                BlobRef::Source(s) => s.open(&desc.digest).map_err(|e| RegistryError::Source {
                     what: format!("{what}: reading it from {}", s.name()),
-                    message: e.to_string(),
+                    source: Box::new(e),
                 }),
             }
         };

@@ -1,0 +1,110 @@
+//! `teu serve gc`: mark and sweep.
+//!
+//! Mark: every manifest linked in any repository, and every config, layer and child
+//! manifest those manifests name. Sweep: blobs nobody marked, repository blob links whose
+//! blob is unmarked, and upload sessions, each only when older than the grace period, so a
+//! push in progress (blobs uploaded, manifest not yet) is never cut short. Manifests are
+//! never removed by gc (delete them through the API); untagged ones keep their blobs.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::storage::{Storage, StorageResult};
+
+#[derive(Clone, Debug)]
+pub struct GcOptions {
+    pub grace: Duration,
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct GcReport {
+    pub manifests: usize,
+    pub blobs_kept: usize,
+    pub blobs_removed: usize,
+    pub bytes_removed: u64,
+    pub links_removed: usize,
+    pub uploads_removed: usize,
+}
+
+fn old(modified: SystemTime, grace: Duration) -> bool {
+    SystemTime::now()
+        .duration_since(modified)
+        .is_ok_and(|age| age >= grace)
+}
+
+fn digest_key(d: &str) -> Option<String> {
+    let (alg, hex) = d.split_once(':')?;
+    Some(format!("blobs/{alg}/{hex}"))
+}
+
+pub async fn collect(storage: &dyn Storage, opts: &GcOptions) -> StorageResult<GcReport> {
+    let mut report = GcReport::default();
+    let mut marked: HashSet<String> = HashSet::new();
+    let repo_entries = storage.list("repositories/").await?;
+    for e in &repo_entries {
+        let Some((_, rest)) = e.key.split_once("/_manifests/") else {
+            continue;
+        };
+        let Some((alg, hex)) = rest.split_once('/') else {
+            continue;
+        };
+        let key = format!("blobs/{alg}/{hex}");
+        report.manifests += 1;
+        if let Some(bytes) = storage.get(&key).await? {
+            let doc: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let mut named = Vec::new();
+            if let Some(c) = doc.get("config") {
+                named.push(c);
+            }
+            for list in ["layers", "manifests"] {
+                if let Some(items) = doc.get(list).and_then(Value::as_array) {
+                    named.extend(items);
+                }
+            }
+            for d in named
+                .iter()
+                .filter_map(|v| v.get("digest").and_then(Value::as_str))
+            {
+                if let Some(k) = digest_key(d) {
+                    marked.insert(k);
+                }
+            }
+        }
+        marked.insert(key);
+    }
+    for b in storage.list("blobs/").await? {
+        if marked.contains(&b.key) {
+            report.blobs_kept += 1;
+        } else if old(b.modified, opts.grace) {
+            report.blobs_removed += 1;
+            report.bytes_removed += b.size;
+            if !opts.dry_run {
+                storage.delete(&b.key).await?;
+            }
+        }
+    }
+    for e in &repo_entries {
+        let Some((_, rest)) = e.key.split_once("/_blobs/") else {
+            continue;
+        };
+        let blob = format!("blobs/{rest}");
+        if !marked.contains(&blob) && old(e.modified, opts.grace) {
+            report.links_removed += 1;
+            if !opts.dry_run {
+                storage.delete(&e.key).await?;
+            }
+        }
+    }
+    for (id, started) in storage.upload_list().await? {
+        if old(started, opts.grace) {
+            report.uploads_removed += 1;
+            if !opts.dry_run {
+                storage.upload_delete(&id).await?;
+            }
+        }
+    }
+    Ok(report)
+}
