@@ -5,13 +5,18 @@
 #   bench/run.sh --smoke    a few MB, one run each, no buildah: checks the harness in seconds
 #
 # Needs: hyperfine, umoci, buildah, skopeo, zstd, pigz, python3, GNU tar (scripts/test
-# installs them on Debian). Everything lands in target/bench/; the table is printed on
-# stdout and kept in target/bench/table.md (copy it into BENCHMARKS.md with the machine).
+# installs them on Debian). Everything lands in $BENCH_DIR (default /tmp/teu-bench, never
+# in the repository); the table is printed on stdout and kept in $BENCH_DIR/table.md
+# (copy it into BENCHMARKS.md with the machine).
 #
 # Scenarios, each for gzip and zstd:
 #   cold     teu with an empty store (TEU_HOME removed before each run)
 #   noop     teu again with nothing changed
 #   onefile  teu after one file of the app changed
+#   base-onefile  the same one-file rebuild of a base-sized layer (the ~400 MB corpus/base)
+#   ten      ten builds in a row, a different file changed before each (one command)
+# and for the bundled tarball example (examples/hello, vendor.tar.gz) and the app as a
+# .tar.gz (normalized and verbatim): cold, then the second build (a cache hit).
 # umoci insert and buildah from/copy/commit have no layer cache: they do the same work
 # in every scenario, so each is measured once (gzip; Debian's umoci cannot write zstd).
 # Every tool writes into a copy of the same base layout, so nobody copies the base.
@@ -28,9 +33,9 @@ cargo build --release -q -p teu-layer --example one_stream
 teu=$root/target/release/teu
 
 if [ $smoke = 1 ]; then
-  work=$root/target/bench-smoke; runs=1; fast_runs=2; warm=0
+  work=${BENCH_DIR:-/tmp/teu-bench}-smoke; runs=1; fast_runs=2; warm=0
 else
-  work=$root/target/bench; runs=${BENCH_RUNS:-5}; fast_runs=${BENCH_FAST_RUNS:-20}; warm=1
+  work=${BENCH_DIR:-/tmp/teu-bench}; runs=${BENCH_RUNS:-5}; fast_runs=${BENCH_FAST_RUNS:-20}; warm=1
 fi
 mkdir -p "$work" && cd "$work"
 python3 "$root/bench/corpus.py" corpus $([ $smoke = 1 ] && echo --smoke)
@@ -64,6 +69,46 @@ for algo in gzip zstd; do
   hf "teu-noop-$algo" $fast_runs --warmup 2 -N "$t"
   hf "teu-onefile-$algo" $runs --warmup 1 --prepare "date +%s%N > corpus/app/CHANGED" "$t"
 done
+# A base-sized layer (corpus/base, ~400 MB, 7,000 files), one file changed: teu against
+# umoci inserting the same tree. Fewer runs: umoci gzips 400 MB each time.
+echo 0 > corpus/base/usr/CHANGED
+big_runs=$(( runs < 3 ? runs : 3 ))
+cat > base.toml <<TOML
+[[layer]]
+name = "base"
+copy = [{ src = "corpus/base/usr", dest = "/usr/" }]
+TOML
+for algo in gzip zstd; do
+  t="env TEU_HOME=$work/home-base-$algo $teu build -q base.toml --compression $algo -o oci:bout-$algo"
+  $t >/dev/null   # cold, untimed: the scenario is the rebuild
+  sleep 1.1       # sources written in the build's first second are not recorded (racy)
+  $t >/dev/null
+  hf "teu-base-onefile-$algo" $big_runs --warmup 1 --prepare "date +%s%N > corpus/base/usr/CHANGED" "$t"
+done
+hf umoci-insert-base $big_runs --prepare "$fresh_out" "umoci insert --image out:base corpus/base/usr /usr2"
+
+# Ten builds in a row, a different file changed before each (the edit loop).
+for i in 0 1 2 3 4 5 6 7 8 9; do echo 0 > corpus/app/LOOP$i; done
+for algo in gzip zstd; do
+  t="env TEU_HOME=$work/home-$algo $teu build -q --compression $algo -o oci:out:latest"
+  hf "teu-ten-$algo" $big_runs "for i in 0 1 2 3 4 5 6 7 8 9; do date +%s%N > corpus/app/LOOP\$i; $t >/dev/null; done"
+done
+
+# Tarball layers: the bundled example, and the app as a .tar.gz imported normalized and
+# verbatim. Cold (empty store), then a second build with nothing changed (a cache hit).
+rm -rf hello && cp -a "$root/examples/hello" hello
+tar -C corpus/app -czf app.tar.gz .
+touch -d '2020-01-01' app.tar.gz
+sleep 1.1   # its ctime is now: let it settle (racy sources are not recorded)
+mkdir -p tgz-norm tgz-verb
+printf '[[layer]]\nname = "vendor"\ntars = [{ src = "../app.tar.gz", dest = "/app/" }]\n' > tgz-norm/teu.toml
+printf '[[layer]]\nname = "vendor"\ntars = [{ src = "../app.tar.gz", normalize = false }]\n' > tgz-verb/teu.toml
+for spec in hello tgz-norm tgz-verb; do
+  t="env TEU_HOME=$work/home-$spec $teu build -q $spec -o oci:tout-$spec"
+  hf "teu-$spec-cold" $runs --prepare "rm -rf $work/home-$spec" "$t"
+  hf "teu-$spec-hit" $fast_runs --warmup 2 "$t"
+done
+
 hf floor-zstd $runs "tar -C corpus/app -cf - . | zstd -3 -T0 -q -c > /dev/null"
 hf floor-pigz $runs "tar -C corpus/app -cf - . | pigz -6 -c > /dev/null"
 hf umoci-insert $runs --prepare "$fresh_out" "umoci insert --image out:base corpus/app /app"

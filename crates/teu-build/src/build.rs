@@ -61,7 +61,7 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
         let fresh = map_in_order(&todo, LAYERS_AT_ONCE, |&i| {
             let layer = &spec.layers[i];
             let compression = layer.compression.unwrap_or(spec.compression);
-            layers::build_one(&layer.items_for(platform), compression, opts)
+            layers::build_one(&layer.name, &layer.items_for(platform), compression, opts)
         });
         let mut mine: Vec<Option<(Cached, usize)>> = shared.clone();
         for (i, done) in todo.into_iter().zip(fresh) {

@@ -57,6 +57,7 @@ fn tar_layer(
 }
 
 pub(crate) fn build_one(
+    name: &str,
     items: &[Item],
     compression: Compression,
     opts: &BuildOptions,
@@ -64,6 +65,8 @@ pub(crate) fn build_one(
     let lopts = LayerOptions {
         compression,
         jobs: opts.jobs,
+        progress: opts.progress.clone(),
+        name: name.to_string(),
     };
     if let [Item::Tar {
         src,

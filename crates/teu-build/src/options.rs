@@ -29,6 +29,8 @@ pub struct BuildOptions {
     /// Build every layer from scratch: neither read nor write the layer cache.
     pub no_cache: bool,
     pub bases: BaseOptions,
+    /// Where layer builds report progress (nowhere by default).
+    pub progress: teu_progress::Reporter,
 }
 
 /// One built layer, for summaries and `--json`.

@@ -302,7 +302,10 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport, ImageError> {
         }
     }
     if let Some(max_age) = opts.max_age {
-        for (path, _, used) in files_in(&cache.join("stat")) {
+        // Layer maps (what a rebuild continues) are small per-layer state like stat
+        // caches, and age the same way; they are counted with them.
+        let per_layer = [cache.join("stat"), cache.join("maps")];
+        for (path, _, used) in per_layer.iter().flat_map(|d| files_in(d)) {
             if age(used) >= max_age {
                 report.removed_stat_caches += 1;
                 if !opts.dry_run {

@@ -45,8 +45,8 @@ pub enum Content {
         file: Arc<File>,
         offset: u64,
         size: u64,
-        /// The tarball, for messages.
-        label: Arc<str>,
+        /// The tarball the bytes come from, as it was read.
+        tarball: Arc<Tarball>,
     },
     /// Bytes in memory (small generated files, tests).
     Bytes(Arc<[u8]>),
@@ -64,7 +64,9 @@ impl Content {
     pub fn describe(&self) -> String {
         match self {
             Content::Path { path, .. } => path.display().to_string(),
-            Content::Range { label, offset, .. } => format!("{label} at offset {offset}"),
+            Content::Range {
+                tarball, offset, ..
+            } => format!("{} at offset {offset}", tarball.path.display()),
             Content::Bytes(_) => "generated content".to_string(),
         }
     }
@@ -78,6 +80,28 @@ impl Content {
                 file, offset, size, ..
             } => Box::new(RangeReader::new(&**file, *offset, *size)),
             Content::Bytes(b) => Box::new(&b[..]),
+        })
+    }
+
+    /// [`Content::open`], from byte `skip` on (a segment that starts inside a big file).
+    pub fn open_at(&self, skip: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        if skip == 0 {
+            return self.open();
+        }
+        Ok(match self {
+            Content::Path { path, .. } => {
+                let mut f = File::open(path)?;
+                io::Seek::seek(&mut f, io::SeekFrom::Start(skip))?;
+                Box::new(f)
+            }
+            Content::Range {
+                file, offset, size, ..
+            } => Box::new(RangeReader::new(
+                &**file,
+                offset + skip.min(*size),
+                size - skip.min(*size),
+            )),
+            Content::Bytes(b) => Box::new(&b[(skip as usize).min(b.len())..]),
         })
     }
 
@@ -103,6 +127,26 @@ impl Content {
             }
         }
     }
+}
+
+/// A tarball on disk as `add_tar` read it: what the layer cache needs to key the entries
+/// taken from it without reading them again, and to notice that it changed since.
+///
+/// The entries' bytes are a function of the tarball's bytes (a range of them, or of their
+/// decompression), so `(sha256, offset, size)` identifies an entry's content. `stat` and
+/// `read_at` are the tarball's, not the spool's: the spool is teu's own anonymous file and
+/// never changes, but it was always written within the build's first second, and guarding
+/// it as a source (as teu once did) made every compressed tarball's layer "racy", never
+/// recorded, never a cache hit.
+#[derive(Debug)]
+pub struct Tarball {
+    pub path: PathBuf,
+    /// `fstat` of the tarball when it was opened, before any byte was read.
+    pub stat: crate::cache::stat::FileStat,
+    /// When reading began, in whole seconds (the racy-timestamp guard's reference).
+    pub read_at: i64,
+    /// SHA-256 of the tarball's bytes as read (compressed, when it is).
+    pub sha256: [u8; 32],
 }
 
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -202,6 +246,16 @@ pub struct Entry {
     /// `(device, inode)` of the source file when it has more than one link, so that later
     /// paths of the same inode become hard links to the first.
     pub inode: Option<(u64, u64)>,
+}
+
+impl Entry {
+    /// Bytes of file content (0 for anything but a file).
+    pub fn kind_size(&self) -> u64 {
+        match &self.kind {
+            Kind::File(c) => c.size(),
+            _ => 0,
+        }
+    }
 }
 
 /// Defaults for metadata the spec does not set.

@@ -22,6 +22,8 @@ pub mod compress;
 pub mod entry;
 pub mod path;
 pub mod pipeline;
+pub mod plan;
+pub mod sha;
 pub mod source;
 pub mod tar_writer;
 

@@ -1,31 +1,49 @@
 //! One streaming pass from entries to a stored blob.
 //!
-//! The calling thread writes the tar stream (headers, file data, padding) and hashes it for
-//! the diff_id as it goes. The stream is cut into segments ([`crate::SegmentPolicy`]);
-//! worker threads compress segments in parallel; one writer thread takes the compressed
-//! segments back in order, hashes them for the digest and writes them to a temporary file
-//! in the store, which is fsynced and renamed when the layer is complete. At most a fixed
-//! number of segments is in flight, so memory stays bounded whatever the layer size.
+//! The segments are planned first, from the entries alone ([`crate::plan`]). The calling
+//! thread then writes the tar stream (headers, file data, padding), hashes it for the
+//! diff_id as it goes and hands each planned segment to worker threads that compress
+//! segments in parallel; one writer thread takes the compressed segments back in order,
+//! hashes them for the digest and writes them to a temporary file in the store, which is
+//! fsynced and renamed when the layer is complete. At most a fixed number of segments is
+//! in flight, so memory stays bounded whatever the layer size.
+//!
+//! A build may resume an earlier one ([`Resume`]): the segments before the first one that
+//! changed are copied from the earlier blob (in the kernel, `copy_file_range`), and both
+//! hashes continue from the states saved after them ([`crate::sha`]), so unchanged files
+//! before the change are neither read nor hashed.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 
-use teu_oci::{Digest, Sha256Writer};
+use teu_oci::Digest;
 use teu_store::{Store, StoreError};
 
 use crate::cache::segments::SegmentCache;
-use crate::compress::{Compression, SegmentPolicy};
+use crate::compress::Compression;
 use crate::entry::{Entry, Kind};
 use crate::path;
+use crate::plan::{self, Pos, Seg};
+use crate::sha::Sha256State;
 use crate::tar_writer::{self, BLOCK};
+use teu_progress::{Outcome, Reporter, Task, TaskKind};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct LayerOptions {
     pub compression: Compression,
     /// Compression threads; the output does not depend on it.
     pub jobs: usize,
+    /// Where the build reports how far it is (a task per layer, in tar bytes), and the
+    /// layer's name there. Nothing that is hashed depends on either.
+    pub progress: Reporter,
+    pub name: String,
 }
+
+/// Tar bytes between two progress reports within a segment (cuts report too).
+const REPORT_EVERY: u64 = 1 << 20;
 
 /// What a built layer is, once it sits in the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +86,26 @@ pub enum PipelineError {
 const IN_FLIGHT_BYTES: usize = 32 * 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Bytes of file content read by this process to build or key layers (tests and
+/// benchmarks check that a rebuild reads only what changed).
+static CONTENT_READ: AtomicU64 = AtomicU64::new(0);
+
+pub fn content_bytes_read() -> u64 {
+    CONTENT_READ.load(Ordering::Relaxed)
+}
+
+pub(crate) fn count_read(n: usize) {
+    CONTENT_READ.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+/// Segments this process compressed (rather than copied from an earlier blob or the
+/// segment cache): what a one-file rebuild should keep to one or two.
+static COMPRESSED: AtomicU64 = AtomicU64::new(0);
+
+pub fn segments_compressed() -> u64 {
+    COMPRESSED.load(Ordering::Relaxed)
+}
+
 /// Build a layer from `entries` (in path order, as [`crate::LayerTree::finish`] returns
 /// them) into `store`.
 pub fn build_layer(
@@ -75,20 +113,90 @@ pub fn build_layer(
     opts: &LayerOptions,
     store: &Store,
 ) -> Result<BuiltLayer, PipelineError> {
-    build_layer_with(entries, opts, store, None)
+    let headers: Vec<Vec<u8>> = entries.iter().map(tar_writer::encode_header).collect();
+    let segs = plan::plan(entries, &headers, opts.compression.segment_policy());
+    let mut task = opts.start_task(&segs);
+    let planned = Planned {
+        entries,
+        headers: &headers,
+        segs: &segs,
+    };
+    let (layer, _) = build_planned(&planned, opts, store, None, None, &mut task)?;
+    task.finish(Outcome::Done, "");
+    Ok(layer)
 }
 
-/// [`build_layer`], taking compressed segments from (and adding them to) `segments`.
-pub fn build_layer_with(
-    entries: &[Entry],
+impl LayerOptions {
+    /// The progress task of a layer planned as `segs`.
+    pub(crate) fn start_task(&self, segs: &[Seg]) -> Task {
+        let total = segs.iter().map(|s| s.len).sum();
+        self.progress
+            .start(TaskKind::Layer, &self.name, Some(total))
+    }
+}
+
+/// A layer's entries, their encoded headers and its segment plan.
+#[derive(Clone, Copy)]
+pub(crate) struct Planned<'a> {
+    pub entries: &'a [Entry],
+    pub headers: &'a [Vec<u8>],
+    pub segs: &'a [Seg],
+}
+
+/// An earlier build of the layer, whose blob holds compressed segments of this one.
+pub(crate) struct Prior<'a> {
+    pub blob: &'a File,
+    /// Continue after the segments `..from`, the blob's first `prefix_len` bytes (their
+    /// keys matched); `digest` and `diff` are the hash states after them.
+    pub resume: Option<Resume>,
+    /// For each segment from `from` on: where the blob holds its compressed bytes, if it
+    /// does (same key elsewhere in the earlier layer).
+    pub reuse: Vec<Option<(u64, u64)>>,
+}
+
+pub(crate) struct Resume {
+    pub from: usize,
+    pub prefix_len: u64,
+    pub digest: Sha256State,
+    pub diff: Sha256State,
+}
+
+/// The hash states after each segment a build wrote (from its first written segment on),
+/// and the content hashes of the files it was asked to hash (by entry index).
+#[derive(Default)]
+pub(crate) struct Trace {
+    pub diff_after: Vec<Sha256State>,
+    pub digest_after: Vec<Sha256State>,
+    pub content: Vec<Option<[u8; 32]>>,
+}
+
+/// Build the planned segments `segs` of `entries`, continuing `prior` where it can:
+/// its prefix is copied, and segments it holds are copied rather than compressed.
+/// The files with `hash[i]` set are also hashed as they are read (a cold build keys the
+/// layer afterwards instead of reading every file twice); only without `prior`.
+pub(crate) fn build_planned(
+    layer: &Planned,
     opts: &LayerOptions,
     store: &Store,
-    segments: Option<&SegmentCache>,
-) -> Result<BuiltLayer, PipelineError> {
-    let policy = opts.compression.segment_policy();
-    run(opts, store, segments, |sink| {
-        write_tar(entries, sink, policy)
-    })
+    prior: Option<Prior>,
+    hash: Option<&[bool]>,
+    task: &mut Task,
+) -> Result<(BuiltLayer, Trace), PipelineError> {
+    let resume = prior.as_ref().and_then(|p| p.resume.as_ref());
+    let from = resume.map_or(0, |r| r.from);
+    let diff = resume.map_or_else(Sha256State::new, |r| r.diff);
+    let n = if hash.is_some() {
+        layer.entries.len()
+    } else {
+        0
+    };
+    let mut content = vec![None; n];
+    let (built, mut trace) = run(opts, store, None, prior, |sink| {
+        let want = hash.map(|w| (w, &mut content[..]));
+        write_tar(layer, from, sink, diff, want, task)
+    })?;
+    trace.content = content;
+    Ok((built, trace))
 }
 
 /// Build a layer whose tar stream is `tar`, byte for byte (a tarball imported with
@@ -111,11 +219,9 @@ pub fn build_layer_from_tar_with(
     segments: Option<&SegmentCache>,
 ) -> Result<BuiltLayer, PipelineError> {
     let policy = opts.compression.segment_policy();
-    run(opts, store, segments, |sink| {
-        let mut out = Hashing {
-            hash: Sha256Writer::new(()),
-            sink,
-        };
+    let mut task = opts.progress.start(TaskKind::Layer, &opts.name, None);
+    let built = run(opts, store, segments, None, |sink| {
+        let mut hash = Sha256State::new();
         let mut chunk = vec![0u8; READ_CHUNK];
         loop {
             // Whole chunks, so cut points depend only on the stream, not on read sizes.
@@ -128,44 +234,59 @@ pub fn build_layer_from_tar_with(
             if n == 0 {
                 break;
             }
-            out.write(&chunk[..n])?;
-            if policy.is_some_and(|p| out.hash.len() % p.big_file == 0) {
-                out.sink.cut()?;
+            hash.update(&chunk[..n]);
+            sink.write(&chunk[..n])?;
+            if hash.len() - task.done() >= REPORT_EVERY {
+                task.advance_to(hash.len());
+            }
+            if policy.is_some_and(|p| hash.len() % p.big_file == 0) {
+                sink.cut()?;
             }
         }
-        let (diff_id, len, ()) = out.hash.finish();
-        Ok((diff_id, len))
-    })
+        Ok((hash, Vec::new()))
+    })?;
+    task.advance_to(built.0.uncompressed_size);
+    task.finish(Outcome::Done, "");
+    Ok(built.0)
 }
 
-/// Run a producer of tar bytes through segmenting, compression and the store.
+type Produced = (Sha256State, Vec<Sha256State>);
+
+/// Run a producer of tar bytes through segmenting, compression and the store. The
+/// producer returns the diff_id state at the end and after each segment it cut.
 fn run(
     opts: &LayerOptions,
     store: &Store,
     segments: Option<&SegmentCache>,
-    produce: impl FnOnce(&mut dyn TarSink) -> Result<(Digest, u64), PipelineError>,
-) -> Result<BuiltLayer, PipelineError> {
+    prior: Option<Prior>,
+    produce: impl FnOnce(&mut dyn TarSink) -> Result<Produced, PipelineError>,
+) -> Result<(BuiltLayer, Trace), PipelineError> {
     let media_type = opts.compression.media_type();
     let Some(policy) = opts.compression.segment_policy() else {
         let mut sink = Direct {
             out: store.writer()?,
         };
-        let (diff_id, uncompressed_size) = produce(&mut sink)?;
+        let (diff, _) = produce(&mut sink)?;
         let (digest, size) = sink.out.commit(None)?;
-        return Ok(BuiltLayer {
+        let layer = BuiltLayer {
             digest,
             size,
-            diff_id,
-            uncompressed_size,
+            diff_id: Digest::from_sha256(diff.finish()),
+            uncompressed_size: diff.len(),
             media_type,
-        });
+        };
+        return Ok((layer, Trace::default()));
     };
 
+    let old = prior.as_ref().map(|p| p.blob);
+    let (resume, reuse) = match prior {
+        Some(p) => (p.resume, p.reuse),
+        None => (None, Vec::new()),
+    };
     let jobs = opts.jobs.max(1);
     let in_flight = (IN_FLIGHT_BYTES / policy.max).clamp(2, jobs + 1);
     let compression = opts.compression;
     std::thread::scope(|scope| {
-        type Job = (Vec<u8>, SyncSender<Vec<u8>>);
         let (job_tx, job_rx) = sync_channel::<Job>(in_flight);
         let job_rx = Arc::new(Mutex::new(job_rx));
         let (pool_tx, pool_rx) = sync_channel::<Vec<u8>>(in_flight);
@@ -197,12 +318,25 @@ fn run(
                         Err(_) => None,
                     }
                 };
-                let Some(((mut data, done), mut compressed)) = next else {
+                let Some(((mut data, reuse, done), mut compressed)) = next else {
                     break;
                 };
-                match segments {
-                    Some(cache) => cache.compress_into(&compression, &data, &mut compressed),
-                    None => compression.compress_segment_into(&data, &mut compressed),
+                // A segment the earlier blob holds is copied from it, not compressed; if
+                // that read fails, compressing gives the same bytes.
+                let copied = match (old, reuse) {
+                    (Some(blob), Some((offset, len))) => {
+                        compressed.resize(len as usize, 0);
+                        std::os::unix::fs::FileExt::read_exact_at(blob, &mut compressed, offset)
+                            .is_ok()
+                    }
+                    _ => false,
+                };
+                if !copied {
+                    COMPRESSED.fetch_add(1, Ordering::Relaxed);
+                    match segments {
+                        Some(cache) => cache.compress_into(&compression, &data, &mut compressed),
+                        None => compression.compress_segment_into(&data, &mut compressed),
+                    }
                 }
                 let _ = done.send(compressed);
                 data.clear();
@@ -211,21 +345,46 @@ fn run(
         }
         let (order_tx, order_rx) = sync_channel::<Receiver<Vec<u8>>>(in_flight);
         // The writer hands back the uncommitted blob: only a complete tar stream is committed.
-        let writer = scope.spawn(move || -> Result<teu_store::BlobWriter, PipelineError> {
-            let mut out = store.writer()?;
-            for result in order_rx {
-                let compressed = result.recv().expect("a worker answers every job");
-                out.write_all(&compressed).map_err(PipelineError::Write)?;
-                let _ = out_tx.send(compressed);
+        let writer = scope.spawn(move || -> Result<Written, PipelineError> {
+            let tmp = store.temp_file()?;
+            let mut digest = Sha256State::new();
+            let mut flushed = WriteBack::default();
+            if let (Some(r), Some(blob)) = (&resume, old) {
+                let copied = io::copy(&mut blob.take(r.prefix_len), &mut tmp.as_file())
+                    .map_err(PipelineError::Write)?;
+                if copied != r.prefix_len || r.digest.len() != r.prefix_len {
+                    return Err(PipelineError::Write(io::Error::other(
+                        "the earlier layer blob is shorter than its record",
+                    )));
+                }
+                digest = r.digest;
+                flushed.start(tmp.as_file(), r.prefix_len);
             }
-            Ok(out)
+            let mut after = Vec::new();
+            {
+                let mut out = io::BufWriter::with_capacity(256 * 1024, tmp.as_file());
+                for result in order_rx {
+                    let compressed = result.recv().expect("a worker answers every job");
+                    digest.update(&compressed);
+                    out.write_all(&compressed).map_err(PipelineError::Write)?;
+                    after.push(digest);
+                    if digest.len() - flushed.0 >= WRITE_BACK_EVERY {
+                        out.flush().map_err(PipelineError::Write)?;
+                        flushed.start(out.get_ref(), digest.len());
+                    }
+                    let _ = out_tx.send(compressed);
+                }
+                out.flush().map_err(PipelineError::Write)?;
+            }
+            Ok((tmp, digest, after))
         });
 
         drop(pool_tx);
         let mut sink = Segmenter {
             buf: Vec::with_capacity(policy.max + READ_CHUNK),
             pool: pool_rx,
-            policy,
+            reserve: policy.max + READ_CHUNK,
+            reuse: reuse.into_iter(),
             job_tx,
             order_tx,
         };
@@ -234,26 +393,70 @@ fn run(
         // Closing the queues lets the workers and the writer finish.
         drop(sink);
         // A writer error (disk full) is the cause of any "writer stopped" the producer saw.
-        let out = writer.join().expect("writer thread")?;
-        let (diff_id, uncompressed_size) = produced?;
+        let (tmp, digest, digest_after) = writer.join().expect("writer thread")?;
+        let (diff, diff_after) = produced?;
         flushed?;
-        let (digest, size) = out.commit(None)?;
-        Ok(BuiltLayer {
+        let size = digest.len();
+        let digest = Digest::from_sha256(digest.finish());
+        store.commit_temp(tmp, &digest)?;
+        let layer = BuiltLayer {
             digest,
             size,
-            diff_id,
-            uncompressed_size,
+            diff_id: Digest::from_sha256(diff.finish()),
+            uncompressed_size: diff.len(),
             media_type,
-        })
+        };
+        Ok((
+            layer,
+            Trace {
+                diff_after,
+                digest_after,
+                content: Vec::new(),
+            },
+        ))
     })
 }
+
+/// Bytes of blob between two early write-back requests.
+const WRITE_BACK_EVERY: u64 = 8 << 20;
+
+/// How far a blob being written has been handed to the kernel for write-back. The blob is
+/// fsynced when it is committed (it is durable before anything names it); asking the
+/// kernel to start writing earlier parts while later ones are still being compressed
+/// overlaps the disk with the CPU, so that fsync finds little left to do (on the bench VM
+/// the fsync of a 20 MB blob was most of a one-file rebuild's wall time). Only a hint:
+/// nothing depends on it succeeding.
+#[derive(Default)]
+struct WriteBack(u64);
+
+impl WriteBack {
+    fn start(&mut self, file: &File, upto: u64) {
+        use std::os::fd::AsRawFd;
+        if upto <= self.0 {
+            return;
+        }
+        // SAFETY: a plain syscall on a file descriptor we own, with no pointers.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                self.0 as libc::off64_t,
+                (upto - self.0) as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+        self.0 = upto;
+    }
+}
+
+/// A segment to compress, where the earlier blob holds it (if it does), and where the
+/// result goes.
+type Job = (Vec<u8>, Option<(u64, u64)>, SyncSender<Vec<u8>>);
+type Written = (tempfile::NamedTempFile, Sha256State, Vec<Sha256State>);
 
 /// Where the tar stream goes.
 trait TarSink {
     fn write(&mut self, bytes: &[u8]) -> Result<(), PipelineError>;
-    /// A possible cut point: nothing of the current entry remains to be written.
-    fn entry_done(&mut self, path: &[u8]) -> Result<(), PipelineError>;
-    /// Cut now if anything is buffered.
+    /// End the current segment here (nothing happens if nothing is buffered).
     fn cut(&mut self) -> Result<(), PipelineError>;
 }
 
@@ -265,9 +468,6 @@ impl TarSink for Direct {
     fn write(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {
         self.out.write_all(bytes).map_err(PipelineError::Write)
     }
-    fn entry_done(&mut self, _: &[u8]) -> Result<(), PipelineError> {
-        Ok(())
-    }
     fn cut(&mut self) -> Result<(), PipelineError> {
         Ok(())
     }
@@ -277,20 +477,16 @@ struct Segmenter {
     buf: Vec<u8>,
     /// Emptied buffers back from the workers.
     pool: Receiver<Vec<u8>>,
-    policy: SegmentPolicy,
-    job_tx: SyncSender<(Vec<u8>, SyncSender<Vec<u8>>)>,
+    reserve: usize,
+    /// Where the earlier blob holds each segment to come, in order.
+    reuse: std::vec::IntoIter<Option<(u64, u64)>>,
+    job_tx: SyncSender<Job>,
     order_tx: SyncSender<Receiver<Vec<u8>>>,
 }
 
 impl TarSink for Segmenter {
     fn write(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {
         self.buf.extend_from_slice(bytes);
-        Ok(())
-    }
-    fn entry_done(&mut self, path: &[u8]) -> Result<(), PipelineError> {
-        if self.policy.cut_after(self.buf.len(), path) {
-            self.cut()?;
-        }
         Ok(())
     }
     fn cut(&mut self) -> Result<(), PipelineError> {
@@ -302,36 +498,124 @@ impl TarSink for Segmenter {
         let gone = || PipelineError::Write(io::Error::other("layer writer stopped"));
         self.order_tx.send(done_rx).map_err(|_| gone())?;
         let data = std::mem::take(&mut self.buf);
-        self.job_tx.send((data, done_tx)).map_err(|_| gone())?;
+        let reuse = self.reuse.next().flatten();
+        self.job_tx
+            .send((data, reuse, done_tx))
+            .map_err(|_| gone())?;
         // Then wait for a free buffer to fill: memory stays bounded, and with two
         // buffers both workers can be compressing while this thread waits.
         let mut next = self.pool.recv().map_err(|_| gone())?;
-        next.reserve(self.policy.max + READ_CHUNK);
+        next.reserve(self.reserve);
         self.buf = next;
         Ok(())
     }
 }
 
-/// Write the tar stream of `entries` to `sink`; return the diff_id and the tar's size.
+/// Writes the stream into `sink` and the diff_id hash, cutting where the plan says.
+struct Cutter<'a> {
+    sink: &'a mut dyn TarSink,
+    task: &'a mut Task,
+    diff: Sha256State,
+    /// Ends of the segments still to write, in order.
+    ends: Vec<Pos>,
+    next: usize,
+    diff_after: Vec<Sha256State>,
+}
+
+impl Cutter<'_> {
+    /// Write `bytes`, which sit at `offset` of entry `entry`'s serialization.
+    fn put(
+        &mut self,
+        entry: usize,
+        mut offset: u64,
+        mut bytes: &[u8],
+    ) -> Result<(), PipelineError> {
+        while !bytes.is_empty() {
+            let end = self.ends[self.next];
+            let n = if end.entry == entry {
+                ((end.offset - offset) as usize).min(bytes.len())
+            } else {
+                bytes.len()
+            };
+            debug_assert!(n > 0, "a planned cut was passed");
+            self.diff.update(&bytes[..n]);
+            self.sink.write(&bytes[..n])?;
+            offset += n as u64;
+            bytes = &bytes[n..];
+            if end.entry == entry && offset == end.offset {
+                self.cut()?;
+            } else if self.diff.len() - self.task.done() >= REPORT_EVERY {
+                self.task.advance_to(self.diff.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// Entry `entry` begins: a segment may end here.
+    fn entry_start(&mut self, entry: usize) -> Result<(), PipelineError> {
+        let here = Pos { entry, offset: 0 };
+        if self.ends.get(self.next) == Some(&here) {
+            self.cut()?;
+        }
+        Ok(())
+    }
+
+    fn cut(&mut self) -> Result<(), PipelineError> {
+        self.sink.cut()?;
+        self.diff_after.push(self.diff);
+        self.next += 1;
+        self.task.advance_to(self.diff.len());
+        Ok(())
+    }
+}
+
+/// Which files to hash as they are read, and where their hashes go (by entry index).
+type HashFiles<'a> = (&'a [bool], &'a mut [Option<[u8; 32]>]);
+
+/// Write segments `segs[from..]` of the tar of `entries` to `sink`, the diff_id hash
+/// continuing from `diff`; return its state at the end and after each segment. With
+/// `hash`, the files it marks are hashed into its slice as they are read.
 fn write_tar(
-    entries: &[Entry],
+    layer: &Planned,
+    from: usize,
     sink: &mut dyn TarSink,
-    policy: Option<SegmentPolicy>,
-) -> Result<(Digest, u64), PipelineError> {
-    let mut tar = Hashing {
-        hash: Sha256Writer::new(()),
+    diff: Sha256State,
+    mut hash: Option<HashFiles>,
+    task: &mut Task,
+) -> Result<Produced, PipelineError> {
+    let Planned {
+        entries,
+        headers,
+        segs,
+    } = *layer;
+    let Some(first) = segs.get(from) else {
+        return Ok((diff, Vec::new()));
+    };
+    let start = first.start;
+    task.advance_to(diff.len());
+    let mut w = Cutter {
         sink,
+        task,
+        diff,
+        ends: segs[from..].iter().map(|s| s.end).collect(),
+        next: 0,
+        diff_after: Vec::new(),
     };
     let mut chunk = vec![0u8; READ_CHUNK];
-    for entry in entries {
-        let big = match (&entry.kind, policy) {
-            (Kind::File(c), Some(p)) => c.size() >= p.big_file,
-            _ => false,
-        };
-        if big {
-            tar.sink.cut()?;
+    for i in start.entry..=entries.len() {
+        let skip = if i == start.entry { start.offset } else { 0 };
+        w.entry_start(i)?;
+        if i == entries.len() {
+            w.put(i, skip, &tar_writer::trailer()[skip as usize..])?;
+            break;
         }
-        tar.write(&tar_writer::encode_header(entry))?;
+        let entry = &entries[i];
+        let header = &headers[i];
+        let hl = header.len() as u64;
+        // A segment starts at an entry or inside a big file's data, never in a header.
+        if skip < hl {
+            w.put(i, skip, &header[skip as usize..])?;
+        }
         if let Kind::File(content) = &entry.kind {
             let read_err = |source| PipelineError::Read {
                 origin: entry.origin.to_string(),
@@ -339,14 +623,19 @@ fn write_tar(
                 source_path: content.describe(),
                 source,
             };
-            let mut reader = content.open().map_err(read_err)?;
             let expected = content.size();
-            let mut done = 0u64;
+            let mut done = skip.saturating_sub(hl);
+            let mut reader = content.open_at(done).map_err(read_err)?;
+            let mut file_hash = match &hash {
+                Some((want, _)) if want[i] && done == 0 => Some(Sha256State::new()),
+                _ => None,
+            };
             loop {
                 let n = reader.read(&mut chunk).map_err(read_err)?;
                 if n == 0 {
                     break;
                 }
+                count_read(n);
                 if done + n as u64 > expected {
                     return Err(PipelineError::Changed {
                         origin: entry.origin.to_string(),
@@ -355,21 +644,14 @@ fn write_tar(
                         actual: done + n as u64,
                     });
                 }
-                // Cut a big file's data at fixed offsets from its own start.
-                let mut piece = &chunk[..n];
-                while let Some(p) = policy.filter(|_| big) {
-                    let to_boundary = p.big_file - done % p.big_file;
-                    if (piece.len() as u64) < to_boundary {
-                        break;
-                    }
-                    let (head, rest) = piece.split_at(to_boundary as usize);
-                    tar.write(head)?;
-                    done += head.len() as u64;
-                    tar.sink.cut()?;
-                    piece = rest;
+                if let Some(h) = &mut file_hash {
+                    h.update(&chunk[..n]);
                 }
-                tar.write(piece)?;
-                done += piece.len() as u64;
+                w.put(i, hl + done, &chunk[..n])?;
+                done += n as u64;
+            }
+            if let (Some(h), Some((_, out))) = (file_hash, &mut hash) {
+                out[i] = Some(h.finish());
             }
             if done != expected {
                 return Err(PipelineError::Changed {
@@ -379,13 +661,15 @@ fn write_tar(
                     actual: done,
                 });
             }
-            tar.write(&[0u8; BLOCK][..tar_writer::padding(expected)])?;
+            w.put(
+                i,
+                hl + expected,
+                &[0u8; BLOCK][..tar_writer::padding(expected)],
+            )?;
         }
-        tar.sink.entry_done(&entry.path)?;
     }
-    tar.write(&tar_writer::trailer())?;
-    let (diff_id, len, ()) = tar.hash.finish();
-    Ok((diff_id, len))
+    debug_assert_eq!(w.next, w.ends.len(), "every planned segment was written");
+    Ok((w.diff, w.diff_after))
 }
 
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -399,18 +683,6 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-struct Hashing<'a> {
-    hash: Sha256Writer<()>,
-    sink: &'a mut dyn TarSink,
-}
-
-impl Hashing<'_> {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), PipelineError> {
-        self.hash.update(bytes);
-        self.sink.write(bytes)
-    }
 }
 
 #[cfg(test)]
@@ -467,8 +739,16 @@ mod tests {
             for jobs in [1, 2, 16] {
                 let dir = tempfile::tempdir().unwrap();
                 let store = Store::open(dir.path()).unwrap();
-                let built =
-                    build_layer(&entries, &LayerOptions { compression, jobs }, &store).unwrap();
+                let built = build_layer(
+                    &entries,
+                    &LayerOptions {
+                        compression,
+                        jobs,
+                        ..Default::default()
+                    },
+                    &store,
+                )
+                .unwrap();
                 assert!(store.has(&built.digest));
                 seen.push(built);
             }
@@ -485,6 +765,7 @@ mod tests {
         let opts = LayerOptions {
             compression: Compression::default(),
             jobs: 2,
+            ..Default::default()
         };
         let built = build_layer(&entries, &opts, &store).unwrap();
         let mut tar = Vec::new();
@@ -498,6 +779,7 @@ mod tests {
             &LayerOptions {
                 compression: Compression::None,
                 jobs: 1,
+                ..Default::default()
             },
             &store,
         )
@@ -533,6 +815,7 @@ mod tests {
             &LayerOptions {
                 compression: Compression::default(),
                 jobs: 2,
+                ..Default::default()
             },
             &store,
         )

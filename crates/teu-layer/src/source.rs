@@ -7,7 +7,9 @@
 //!
 //! Tarballs may be plain, gzip or zstd (told apart by their first bytes, not by their
 //! name). A compressed tarball is decompressed once into an anonymous spool file so that
-//! entries can be read later in sorted order without holding them in memory.
+//! entries can be read later in sorted order without holding them in memory. Either way
+//! the tarball's own bytes are hashed as they are read, once: entries carry that hash
+//! ([`Tarball`]), which is all the layer cache needs to key them.
 
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -21,6 +23,7 @@ use globset::GlobSet;
 use crate::cache::stat::FileStat;
 use crate::entry::{
     normalized_mode, Content, Defaults, Entry, Kind, LayerError, LayerTree, Meta, Origin, Priority,
+    Tarball,
 };
 use crate::path;
 
@@ -252,10 +255,21 @@ pub fn sniff(file: &mut File) -> io::Result<TarCompression> {
 /// A reader over the uncompressed bytes of a (possibly compressed) tarball.
 pub fn open_decompressed(src: &Path) -> io::Result<Box<dyn Read + Send>> {
     let mut f = File::open(src)?;
-    Ok(match sniff(&mut f)? {
-        TarCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(f))),
-        TarCompression::Zstd => Box::new(zstd::stream::read::Decoder::new(f)?),
-        TarCompression::None => Box::new(f),
+    let c = sniff(&mut f)?;
+    decompressed(f, c)
+}
+
+/// `raw`'s bytes decompressed as `c` says.
+pub fn decompressed<'a, R: Read + Send + 'a>(
+    raw: R,
+    c: TarCompression,
+) -> io::Result<Box<dyn Read + Send + 'a>> {
+    Ok(match c {
+        TarCompression::Gzip => {
+            Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(raw)))
+        }
+        TarCompression::Zstd => Box::new(zstd::stream::read::Decoder::new(raw)?),
+        TarCompression::None => Box::new(raw),
     })
 }
 
@@ -280,17 +294,23 @@ pub fn add_tar(
         }
     };
     let mut file = File::open(src).map_err(io_err(src))?;
-    let file = if sniff(&mut file).map_err(io_err(src))? == TarCompression::None {
-        file
-    } else {
+    // The tarball as it is before any byte is read, and when: the layer cache keys the
+    // entries by the hash of what is read now, and checks this stat after the build.
+    let stat = FileStat::from_metadata(&file.metadata().map_err(io_err(src))?);
+    let read_at = now_secs();
+    let compression = sniff(&mut file).map_err(io_err(src))?;
+    let (file, mut raw) = if compression != TarCompression::None {
         let mut spool = tempfile::tempfile_in(spool_dir).map_err(io_err(spool_dir))?;
-        let mut reader = open_decompressed(src).map_err(io_err(src))?;
-        io::copy(&mut reader, &mut spool).map_err(io_err(src))?;
+        let mut raw = Tee::new(file);
+        {
+            let mut reader = decompressed(&mut raw, compression).map_err(io_err(src))?;
+            io::copy(&mut reader, &mut spool).map_err(io_err(src))?;
+        }
         spool.seek(SeekFrom::Start(0)).map_err(io_err(src))?;
-        spool
+        (Arc::new(spool), Some(raw))
+    } else {
+        (Arc::new(file), None)
     };
-    let file = Arc::new(file);
-    let label: Arc<str> = Arc::from(src.display().to_string());
     let dest_dir = path::normalize_dir(dest.as_bytes()).map_err(|source| LayerError::Path {
         origin: origin.clone(),
         source,
@@ -299,7 +319,21 @@ pub fn add_tar(
         origin: origin.clone(),
         message: format!("{}: {message}", src.display()),
     };
-    let mut archive = tar::Archive::new(&*file);
+    // An uncompressed tarball is read in place: hash it as the entries are listed.
+    let mut in_place = match raw {
+        Some(_) => None,
+        None => Some(Tee::new(&*file)),
+    };
+    let mut spooled: &File = &file;
+    let listing: &mut dyn Read = match &mut in_place {
+        Some(tee) => tee,
+        None => &mut spooled,
+    };
+    let mut archive = tar::Archive::new(listing);
+    // Entries wait for the tarball's hash, which is complete only once all of it is read.
+    // (path, kind or a file's (offset, size), mode, entry type)
+    type Pending = (Vec<u8>, Result<Kind, (u64, u64)>, u32, tar::EntryType);
+    let mut pending: Vec<Pending> = Vec::new();
     for item in archive.entries().map_err(io_err(src))? {
         let item = item.map_err(|e| bad(format!("not a valid tar archive: {e}")))?;
         let header = item.header();
@@ -318,34 +352,31 @@ pub fn add_tar(
             Ok((major, minor))
         };
         let kind = match et {
-            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File(Content::Range {
-                file: Arc::clone(&file),
-                offset: item.raw_file_position(),
-                size: item.size(),
-                label: Arc::clone(&label),
-            }),
-            tar::EntryType::Directory => Kind::Dir,
-            tar::EntryType::Symlink => Kind::Symlink(
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                Err((item.raw_file_position(), item.size()))
+            }
+            tar::EntryType::Directory => Ok(Kind::Dir),
+            tar::EntryType::Symlink => Ok(Kind::Symlink(
                 item.link_name_bytes()
                     .ok_or_else(|| bad(format!("symlink {shown:?} has no target")))?
                     .into_owned(),
-            ),
+            )),
             tar::EntryType::Link => {
                 let link = item
                     .link_name_bytes()
                     .ok_or_else(|| bad(format!("hard link {shown:?} has no target")))?;
                 let rel = path::normalize(&link).map_err(|e| bad(format!("hard link {shown:?}: {e}")))?;
-                Kind::Hardlink(path::join(&dest_dir, &rel))
+                Ok(Kind::Hardlink(path::join(&dest_dir, &rel)))
             }
             tar::EntryType::Char => {
                 let (major, minor) = dev()?;
-                Kind::CharDevice { major, minor }
+                Ok(Kind::CharDevice { major, minor })
             }
             tar::EntryType::Block => {
                 let (major, minor) = dev()?;
-                Kind::BlockDevice { major, minor }
+                Ok(Kind::BlockDevice { major, minor })
             }
-            tar::EntryType::Fifo => Kind::Fifo,
+            tar::EntryType::Fifo => Ok(Kind::Fifo),
             // `git archive` writes the commit id in a global header: no file.
             tar::EntryType::XGlobalHeader => continue,
             other => {
@@ -357,6 +388,31 @@ pub fn add_tar(
         let mode = header
             .mode()
             .map_err(|e| bad(format!("entry {shown:?}: {e}")))?;
+        pending.push((target, kind, mode, et));
+    }
+    let _ = archive.into_inner();
+    // Whatever follows the end-of-archive blocks is part of the tarball's bytes too.
+    let sha256 = match (raw.as_mut(), in_place) {
+        (Some(tee), _) => tee.finish(),
+        (None, Some(mut tee)) => tee.finish(),
+        (None, None) => unreachable!("a tarball is spooled or read in place"),
+    }
+    .map_err(io_err(src))?;
+    let tarball = Arc::new(Tarball {
+        path: src.to_path_buf(),
+        stat,
+        read_at,
+        sha256,
+    });
+    for (target, kind, mode, et) in pending {
+        let kind = kind.unwrap_or_else(|(offset, size)| {
+            Kind::File(Content::Range {
+                file: Arc::clone(&file),
+                offset,
+                size,
+                tarball: Arc::clone(&tarball),
+            })
+        });
         let meta = Meta {
             mode: normalized_mode(&kind, mode),
             uid: 0,
@@ -377,6 +433,41 @@ pub fn add_tar(
         })?;
     }
     Ok(())
+}
+
+/// Reads through to `inner`, hashing every byte that passes.
+pub(crate) struct Tee<R> {
+    inner: R,
+    hash: sha2::Sha256,
+}
+
+impl<R: Read> Tee<R> {
+    pub(crate) fn new(inner: R) -> Tee<R> {
+        Tee {
+            inner,
+            hash: sha2::Digest::new(),
+        }
+    }
+
+    /// Read the rest of `inner` and return the hash of everything read.
+    pub(crate) fn finish(&mut self) -> io::Result<[u8; 32]> {
+        io::copy(self, &mut io::sink())?;
+        Ok(sha2::Digest::finalize_reset(&mut self.hash).into())
+    }
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hash, &buf[..n]);
+        Ok(n)
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Resolve `src` relative to `base` (the spec's directory).

@@ -87,12 +87,32 @@ impl Store {
 
     /// A writer for a new blob. Nothing is visible under `blobs/` until [`BlobWriter::commit`].
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
-        let dir = self.tmp_dir();
-        let tmp = lock::locked_temp_file(&dir, BLOB_TMP_PREFIX).map_err(io_err(&dir))?;
         Ok(BlobWriter {
             store: self.clone(),
-            out: Sha256Writer::new(io::BufWriter::with_capacity(256 * 1024, tmp)),
+            out: Sha256Writer::new(io::BufWriter::with_capacity(256 * 1024, self.temp_file()?)),
         })
+    }
+
+    /// A temporary file for a blob whose writer hashes it itself (a layer pipeline that
+    /// resumes a saved hash state); deleted if dropped, see [`Store::commit_temp`].
+    pub fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+        let dir = self.tmp_dir();
+        lock::locked_temp_file(&dir, BLOB_TMP_PREFIX).map_err(io_err(&dir))
+    }
+
+    /// Make `tmp` the blob `digest`, which the caller computed over exactly its bytes:
+    /// fsync, rename into place (replacing a blob already there, see
+    /// [`BlobWriter::commit`]), fsync the directory.
+    pub fn commit_temp(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let dest = self.blob_path(digest);
+        tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
+        tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
+        let dir = self.root.join("blobs/sha256");
+        atomic::sync_dir(&dir).map_err(io_err(&dir))
     }
 
     /// Store `bytes` and return their digest.
@@ -167,11 +187,7 @@ impl BlobWriter {
         // A blob already there is replaced, not trusted: the new file has fresh times (so a
         // concurrent `teu cache gc` sees it as in use), and a stored copy damaged in place
         // (outputs may hard-link store blobs) is repaired by any build that writes it.
-        let dest = self.store.blob_path(&digest);
-        tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
-        tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
-        let dir = self.store.root.join("blobs/sha256");
-        atomic::sync_dir(&dir).map_err(io_err(&dir))?;
+        self.store.commit_temp(tmp, &digest)?;
         Ok((digest, size))
     }
 }

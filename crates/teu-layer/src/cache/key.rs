@@ -48,14 +48,32 @@ pub fn layer_key(
     hashes: &[Option<[u8; 32]>],
     compression: &Compression,
 ) -> Digest {
+    let headers: Vec<Vec<u8>> = entries.iter().map(tar_writer::encode_header).collect();
+    layer_key_with(entries, &headers, hashes, compression)
+}
+
+/// [`layer_key`], with the entries' headers already encoded.
+pub fn layer_key_with(
+    entries: &[Entry],
+    headers: &[Vec<u8>],
+    hashes: &[Option<[u8; 32]>],
+    compression: &Compression,
+) -> Digest {
     let mut h = KeyHasher::new("entries", compression);
     h.part(&(entries.len() as u64).to_le_bytes());
-    for (e, hash) in entries.iter().zip(hashes) {
-        h.part(&tar_writer::encode_header(e));
+    for ((e, hash), header) in entries.iter().zip(hashes).zip(headers) {
+        h.part(header);
         if let Kind::File(_) = e.kind {
             h.part(hash.as_ref().expect("every file has a content hash"));
         }
     }
+    h.finish()
+}
+
+/// Which layer map ([`super::maps`]) a layer of this scope and compression continues.
+pub fn map_name(scope: &[u8], compression: &Compression) -> Digest {
+    let mut h = KeyHasher::new("layer map", compression);
+    h.part(scope);
     h.finish()
 }
 

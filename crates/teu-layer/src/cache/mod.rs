@@ -20,11 +20,13 @@
 //! Records are written atomically (temporary file, rename) without fsync: the blob they
 //! name is already durable, and a record lost in a crash only costs a rebuild.
 //!
-//! Correctness guard: after a miss, every source file is stat'ed again, and the record is
-//! kept only if none changed while the layer was built, so a record never pairs a key
-//! with bytes from other content.
+//! Correctness guard: after a miss, every source file (and tarball) is stat'ed again, and
+//! the record is kept only if none changed while the layer was built, so a record never
+//! pairs a key with bytes from other content. Tarball entries are keyed by the tarball's
+//! hash and their range ([`crate::entry::Tarball`]), never by reading them again.
 
 pub mod key;
+mod maps;
 pub mod segments;
 pub mod stat;
 
@@ -37,14 +39,18 @@ use sha2::{Digest as _, Sha256};
 use teu_oci::Digest;
 use teu_store::Store;
 
-use crate::entry::{Content, Entry, Kind};
+use crate::entry::{Content, Entry, Kind, Tarball};
 use crate::path as lpath;
 use crate::pipeline::{
-    build_layer_from_tar_with, build_layer_with, BuiltLayer, LayerOptions, PipelineError,
+    build_layer_from_tar_with, build_planned, BuiltLayer, LayerOptions, PipelineError, Planned,
+    Prior, Resume, Trace,
 };
-use crate::source::open_decompressed;
+use crate::source::{decompressed, sniff, Tee};
+use crate::{plan, tar_writer};
+use maps::{LayerMap, MapSeg};
 use segments::SegmentCache;
 use stat::{FileStat, StatCache};
+use teu_progress::{Outcome, TaskKind};
 
 /// The cache directory of a store.
 pub fn cache_dir(store: &Store) -> PathBuf {
@@ -70,23 +76,168 @@ pub fn build_layer_cached(
     let started = now_secs();
     let mut stats = StatCache::load(stat_file(&dir, scope));
     let mut seen = Seen::default();
-    let hashes = content_hashes(entries, &mut stats, &mut seen, opts.jobs, started)?;
-    let key = key::layer_key(entries, &hashes, &opts.compression);
+    let (mut hashes, misses) = known_hashes(entries, &mut stats, &mut seen)?;
+    let headers: Vec<Vec<u8>> = entries.iter().map(tar_writer::encode_header).collect();
+    let segs = plan::plan(entries, &headers, opts.compression.segment_policy());
+    let mut task = opts.start_task(&segs);
+    let planned = Planned {
+        entries,
+        headers: &headers,
+        segs: &segs,
+    };
+    let map_path = dir
+        .join("maps")
+        .join(key::map_name(scope, &opts.compression).hex());
+    // The previous build's map and blob, read only when needed (not for a hit).
+    let load_prior = || -> (Option<LayerMap>, Option<fs::File>) {
+        let old = opts
+            .compression
+            .segment_policy()
+            .and_then(|_| LayerMap::load(&map_path));
+        let blob = old.as_ref().and_then(|m| {
+            let f = fs::File::open(store.blob_path(&m.digest)).ok()?;
+            (f.metadata().ok()?.len() == m.size).then_some(f)
+        });
+        (old, blob)
+    };
+    let unknown: u64 = misses.iter().map(|(i, _)| entries[*i].kind_size()).sum();
+    let total: u64 = entries.iter().map(Entry::kind_size).sum();
+    let mut loaded = None;
+    if unknown > 0 && unknown >= total / 4 {
+        loaded = Some(load_prior());
+    }
+    if loaded.as_ref().is_some_and(|(_, blob)| blob.is_none()) {
+        // A cold build: nothing to continue, most content never hashed. Learning the key
+        // first would read every file only to miss and read it again; instead build,
+        // hashing each file as the pipeline reads it, then key and record what was built.
+        let mut want = vec![false; entries.len()];
+        for (i, _) in &misses {
+            want[*i] = true;
+        }
+        let (layer, trace) = build_planned(&planned, opts, store, None, Some(&want), &mut task)?;
+        for (i, st) in &misses {
+            let h = trace.content[*i].expect("the pipeline hashed every file it was asked to");
+            hashes[*i] = Some(h);
+            remember(&entries[*i], st.as_ref(), h, &mut stats, started);
+        }
+        let key = key::layer_key_with(entries, &headers, &hashes, &opts.compression);
+        if seen.unchanged_since(started) {
+            write_record(&dir.join("layers").join(key.hex()), &layer)?;
+            let keys = plan::segment_keys(entries, &headers, &hashes, &segs);
+            if let Some(map) = next_map(None, 0, &keys, &trace, &layer) {
+                let _ = map.save(&map_path);
+            }
+        }
+        save_stats(&stats, &dir)?;
+        task.finish(Outcome::Done, "cold");
+        return Ok(Cached { layer, hit: false });
+    }
+    hash_misses(
+        entries,
+        &misses,
+        &mut stats,
+        opts.jobs,
+        started,
+        &mut hashes,
+    )?;
+    let key = key::layer_key_with(entries, &headers, &hashes, &opts.compression);
     let record = dir.join("layers").join(key.hex());
     if let Some(layer) = lookup(&record, store) {
         save_stats(&stats, &dir)?;
+        task.advance_to(layer.uncompressed_size);
+        task.finish(Outcome::Skipped, "cached");
         return Ok(Cached { layer, hit: true });
     }
-    let layer = build_layer_with(entries, opts, store, Some(&SegmentCache::new(store)))?;
+    let keys = plan::segment_keys(entries, &headers, &hashes, &segs);
+    let (old, old_blob) = loaded.unwrap_or_else(load_prior);
+    let prior = match (&old, &old_blob) {
+        (Some(map), Some(blob)) => Some(prior(map, blob, &keys)),
+        _ => None,
+    };
+    let from = prior
+        .as_ref()
+        .and_then(|p| p.resume.as_ref())
+        .map_or(0, |r| r.from);
+    let reused = prior
+        .as_ref()
+        .map_or(0, |p| p.reuse.iter().flatten().count())
+        + from;
+    let (layer, trace) = build_planned(&planned, opts, store, prior, None, &mut task)?;
     // The key was computed from the sources as they were hashed; the blob from them as
     // the pipeline read them. Record the pair only if nothing can have changed between:
     // no source's stat moved, and none was modified within the build's first second or
     // later (a same-tick rewrite leaves the stat as it was on coarse-clock file systems).
     if seen.unchanged_since(started) {
         write_record(&record, &layer)?;
+        if let Some(map) = next_map(old.as_ref(), from, &keys, &trace, &layer) {
+            let _ = map.save(&map_path);
+        }
     }
     save_stats(&stats, &dir)?;
+    let note = format!("{reused} of {} segments reused", segs.len());
+    task.finish(Outcome::Done, &note);
     Ok(Cached { layer, hit: false })
+}
+
+/// How a rebuild uses the build `map` describes (its blob is `blob`): continue after the
+/// segments whose keys still match (at least one segment is always written), and copy
+/// any later segment whose key the earlier layer also has (the segments after a changed
+/// file are usually the same, just elsewhere in the blob).
+fn prior<'a>(map: &LayerMap, blob: &'a fs::File, keys: &[[u8; 32]]) -> Prior<'a> {
+    let same = map
+        .segs
+        .iter()
+        .zip(keys)
+        .take_while(|(m, k)| m.key == **k)
+        .count();
+    let from = same.min(keys.len().saturating_sub(1));
+    let resume = (from > 0).then(|| {
+        let last = &map.segs[from - 1];
+        Resume {
+            from,
+            prefix_len: last.digest.len(),
+            digest: last.digest,
+            diff: last.diff,
+        }
+    });
+    let mut at = std::collections::HashMap::new();
+    let mut start = 0;
+    for s in &map.segs {
+        at.entry(s.key).or_insert((start, s.digest.len() - start));
+        start = s.digest.len();
+    }
+    Prior {
+        blob,
+        resume,
+        reuse: keys[from..].iter().map(|k| at.get(k).copied()).collect(),
+    }
+}
+
+/// The map of the layer just built: the old map's first `from` segments, then the new.
+fn next_map(
+    old: Option<&LayerMap>,
+    from: usize,
+    keys: &[[u8; 32]],
+    trace: &Trace,
+    layer: &BuiltLayer,
+) -> Option<LayerMap> {
+    let written = keys.len() - from;
+    if trace.diff_after.len() != written || trace.digest_after.len() != written {
+        return None; // not a segmented layer
+    }
+    let mut segs: Vec<MapSeg> = old.map_or_else(Vec::new, |m| m.segs[..from].to_vec());
+    for (i, key) in keys.iter().enumerate().skip(from) {
+        segs.push(MapSeg {
+            key: *key,
+            diff: trace.diff_after[i - from],
+            digest: trace.digest_after[i - from],
+        });
+    }
+    Some(LayerMap {
+        digest: layer.digest.clone(),
+        size: layer.size,
+        segs,
+    })
 }
 
 /// Build a layer whose tar stream is the (possibly compressed) tarball `src`, byte for
@@ -108,31 +259,44 @@ pub fn build_tar_layer_cached(
     };
     let started = now_secs();
     let before = FileStat::of(src).map_err(read_err)?;
-    let hash = match stats.get(src, &before) {
-        Some(h) => h,
-        None => {
-            let h = hash_reader(&mut fs::File::open(src).map_err(read_err)?).map_err(read_err)?;
-            if !before.racy(started) {
-                stats.insert(src, before, h);
-            }
-            h
+    let known = stats.get(src, &before);
+    if let Some(hash) = known {
+        let record = dir
+            .join("layers")
+            .join(key::tar_key(&hash, &opts.compression).hex());
+        if let Some(layer) = lookup(&record, store) {
+            save_stats(&stats, &dir)?;
+            let mut task =
+                opts.progress
+                    .start(TaskKind::Layer, &opts.name, Some(layer.uncompressed_size));
+            task.advance_to(layer.uncompressed_size);
+            task.finish(Outcome::Skipped, "cached");
+            return Ok(Cached { layer, hit: true });
         }
-    };
-    let key = key::tar_key(&hash, &opts.compression);
-    let record = dir.join("layers").join(key.hex());
-    if let Some(layer) = lookup(&record, store) {
-        save_stats(&stats, &dir)?;
-        return Ok(Cached { layer, hit: true });
     }
-    let mut reader = open_decompressed(src).map_err(read_err)?;
-    let layer = build_layer_from_tar_with(
-        &mut reader,
-        origin,
-        opts,
-        store,
-        Some(&SegmentCache::new(store)),
-    )?;
-    if FileStat::of(src).ok() == Some(before) && !before.racy(started) {
+    // Build, hashing the tarball's bytes as the pipeline reads them: one read, not two.
+    let mut file = fs::File::open(src).map_err(read_err)?;
+    let compression = sniff(&mut file).map_err(read_err)?;
+    let mut raw = Tee::new(file);
+    let layer = {
+        let mut reader = decompressed(&mut raw, compression).map_err(read_err)?;
+        build_layer_from_tar_with(
+            &mut reader,
+            origin,
+            opts,
+            store,
+            Some(&SegmentCache::new(store)),
+        )?
+    };
+    let hash = raw.finish().map_err(read_err)?;
+    // Record the layer under the hash of the bytes it was built from, if the tarball is
+    // still what it was when this build began and is not racy (see `build_layer_cached`).
+    let steady = FileStat::of(src).ok() == Some(before) && !before.racy(started);
+    if steady && known.is_none_or(|k| k == hash) {
+        stats.insert(src, before, hash);
+        let record = dir
+            .join("layers")
+            .join(key::tar_key(&hash, &opts.compression).hex());
         write_record(&record, &layer)?;
     }
     save_stats(&stats, &dir)?;
@@ -154,19 +318,25 @@ fn cache_io(path: &Path, e: io::Error) -> PipelineError {
     ))
 }
 
-/// The content hash of every file entry (`None` for other kinds), from the stat cache
-/// where it can be trusted, else by reading the file, on up to `jobs` threads.
-/// `seen` collects the stat of every source file (and tarball), to check after the build.
-/// A hash is remembered only for a file not modified since the second `started`.
-fn content_hashes(
+/// Content hashes (`None` for entries that are not files) come from the stat cache where
+/// it can be trusted ([`known_hashes`]), else by reading the file ([`hash_misses`], on up
+/// to `jobs` threads, or inline by a cold build's pipeline). `seen` collects the stat of
+/// every source file (and tarball), to check after the build. A hash is remembered only
+/// for a file not modified since the second the build started.
+/// Content hashes by entry index (`None`: not a file, or not known yet).
+type Hashes = Vec<Option<[u8; 32]>>;
+
+/// Files whose content hash the stat cache does not have: (entry index, stat when listed).
+type Misses = Vec<(usize, Option<FileStat>)>;
+
+/// The content hashes known without reading anything, and the files still to hash.
+fn known_hashes(
     entries: &[Entry],
     stats: &mut StatCache,
     seen: &mut Seen,
-    jobs: usize,
-    started: i64,
-) -> Result<Vec<Option<[u8; 32]>>, PipelineError> {
+) -> Result<(Hashes, Misses), PipelineError> {
     let mut hashes = vec![None; entries.len()];
-    let mut misses: Vec<(usize, Option<FileStat>)> = Vec::new();
+    let mut misses: Misses = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let Kind::File(content) = &e.kind else {
             continue;
@@ -184,21 +354,35 @@ fn content_hashes(
                 }
             }
             Content::Bytes(b) => hashes[i] = Some(Sha256::digest(b).into()),
-            Content::Range { file, .. } => {
-                // The tarball itself may change between hashing and building.
-                if !seen.files.iter().any(|(f, _)| Arc::ptr_eq(f, file)) {
-                    let st = file
-                        .metadata()
-                        .map_err(|source| read_error(e, content, source))?;
-                    seen.files
-                        .push((Arc::clone(file), FileStat::from_metadata(&st)));
+            Content::Range {
+                offset,
+                size,
+                tarball,
+                ..
+            } => {
+                // The bytes are a function of the tarball's: key them by its hash and the
+                // range, read nothing. The tarball itself is the source to guard.
+                if !seen.tarballs.iter().any(|t| Arc::ptr_eq(t, tarball)) {
+                    seen.tarballs.push(Arc::clone(tarball));
                 }
-                misses.push((i, None))
+                hashes[i] = Some(range_hash(tarball, *offset, *size));
             }
         }
     }
+    Ok((hashes, misses))
+}
+
+/// Hash the `misses` on up to `jobs` threads into `hashes`, remembering them in `stats`.
+fn hash_misses(
+    entries: &[Entry],
+    misses: &Misses,
+    stats: &mut StatCache,
+    jobs: usize,
+    started: i64,
+    hashes: &mut [Option<[u8; 32]>],
+) -> Result<(), PipelineError> {
     if misses.is_empty() {
-        return Ok(hashes);
+        return Ok(());
     }
     // Hash the misses on several threads, in interleaved shares so big and small files
     // spread evenly; results are put back by index, so order never matters.
@@ -207,7 +391,6 @@ fn content_hashes(
     let results: Vec<Share> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..jobs)
             .map(|t| {
-                let misses = &misses;
                 s.spawn(move || {
                     let mut out = Vec::new();
                     for (i, _) in misses.iter().skip(t).step_by(jobs) {
@@ -237,18 +420,36 @@ fn content_hashes(
     for r in results {
         for (i, h) in r? {
             hashes[i] = Some(h);
-            if let (Some(st), Kind::File(Content::Path { path, .. })) =
-                (stat_of.get(&i), &entries[i].kind)
-            {
-                // Remember it only if the file did not change while it was read, and
-                // cannot change within the same timestamp tick unnoticed.
-                if FileStat::of(path).ok().as_ref() == Some(st) && !st.racy(started) {
-                    stats.insert(path, *st, h);
-                }
-            }
+            remember(&entries[i], stat_of.get(&i), h, stats, started);
         }
     }
-    Ok(hashes)
+    Ok(())
+}
+
+/// Put a file's freshly read hash into the stat cache, only if the file did not change
+/// while it was read and cannot change within the same timestamp tick unnoticed.
+fn remember(
+    e: &Entry,
+    listed: Option<&FileStat>,
+    hash: [u8; 32],
+    stats: &mut StatCache,
+    started: i64,
+) {
+    if let (Some(st), Kind::File(Content::Path { path, .. })) = (listed, &e.kind) {
+        if FileStat::of(path).ok().as_ref() == Some(st) && !st.racy(started) {
+            stats.insert(path, *st, hash);
+        }
+    }
+}
+
+/// The content hash of a tarball entry: SHA-256 over the tarball's hash and the range.
+fn range_hash(tarball: &Tarball, offset: u64, size: u64) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"teu tarball range\0");
+    h.update(tarball.sha256);
+    h.update(offset.to_le_bytes());
+    h.update(size.to_le_bytes());
+    h.finalize().into()
 }
 
 fn read_error(e: &Entry, content: &Content, source: io::Error) -> PipelineError {
@@ -266,7 +467,10 @@ fn hash_reader(r: &mut dyn Read) -> io::Result<[u8; 32]> {
     loop {
         match r.read(&mut buf) {
             Ok(0) => return Ok(h.finalize().into()),
-            Ok(n) => h.update(&buf[..n]),
+            Ok(n) => {
+                crate::pipeline::count_read(n);
+                h.update(&buf[..n]);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -277,8 +481,9 @@ fn hash_reader(r: &mut dyn Read) -> io::Result<[u8; 32]> {
 #[derive(Default)]
 struct Seen {
     paths: Vec<(PathBuf, FileStat)>,
-    /// Tarballs read in place (by handle: in-place rewrites keep the inode).
-    files: Vec<(Arc<fs::File>, FileStat)>,
+    /// Tarballs, as they were when read (their path's stat now must match the stat of the
+    /// handle they were read through: a rewrite in place or a rename over both change it).
+    tarballs: Vec<Arc<Tarball>>,
 }
 
 impl Seen {
@@ -287,15 +492,11 @@ impl Seen {
             .paths
             .iter()
             .all(|(p, st)| !st.racy(started) && FileStat::of(p).ok().as_ref() == Some(st));
-        let files = self.files.iter().all(|(f, st)| {
-            !st.racy(started)
-                && f.metadata()
-                    .ok()
-                    .map(|m| FileStat::from_metadata(&m))
-                    .as_ref()
-                    == Some(st)
+        // A tarball is judged against the moment it was read, which is before `started`.
+        let tarballs = self.tarballs.iter().all(|t| {
+            !t.stat.racy(t.read_at) && FileStat::of(&t.path).ok().as_ref() == Some(&t.stat)
         });
-        paths && files
+        paths && tarballs
     }
 }
 
@@ -397,19 +598,29 @@ mod tests {
         let st = FileStat::of(&p).unwrap();
         let seen = Seen {
             paths: vec![(p.clone(), st)],
-            files: Vec::new(),
+            tarballs: Vec::new(),
         };
         // ctime is now (set_modified changed it): racy against a build started now,
         // fine against one started a second later.
         assert!(!seen.unchanged_since(now_secs()));
         assert!(seen.unchanged_since(now_secs() + 1));
 
-        // A tarball rewritten in place through another handle: same inode, new stat.
-        let tar = Arc::new(fs::File::open(&p).unwrap());
-        let st = FileStat::from_metadata(&tar.metadata().unwrap());
+        // A tarball rewritten in place: same inode, new stat. It is judged against the
+        // second it was read in, not the build's start.
+        let tarball = |read_at| Tarball {
+            path: p.clone(),
+            stat: FileStat::of(&p).unwrap(),
+            read_at,
+            sha256: [0; 32],
+        };
         let seen = Seen {
             paths: Vec::new(),
-            files: vec![(Arc::clone(&tar), st)],
+            tarballs: vec![Arc::new(tarball(now_secs()))],
+        };
+        assert!(!seen.unchanged_since(now_secs() + 1), "racy when read");
+        let seen = Seen {
+            paths: Vec::new(),
+            tarballs: vec![Arc::new(tarball(now_secs() + 1))],
         };
         assert!(seen.unchanged_since(now_secs() + 1));
         std::thread::sleep(std::time::Duration::from_millis(20));

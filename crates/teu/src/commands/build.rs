@@ -17,6 +17,7 @@ use teu_store::Store;
 
 use crate::args::{jobs_arg, parse_output, parse_ref, usage, RegistryArgs};
 use crate::output::{bytes, print_engine, print_write};
+use crate::progress::{self, ProgressArgs};
 
 /// The output used when no --output is given.
 pub const DEFAULT_OUTPUT: &str = "oci:teu-out";
@@ -148,6 +149,9 @@ pub struct BuildArgs {
 
     #[command(flatten)]
     registry: RegistryArgs,
+
+    #[command(flatten)]
+    progress: ProgressArgs,
 }
 
 #[derive(Serialize)]
@@ -315,6 +319,7 @@ fn verify(
         defaults: opts.defaults.clone(),
         no_cache: true,
         bases: opts.bases.clone(),
+        progress: opts.progress.clone(),
     };
     let second = build(spec, &again).context("the --verify rebuild")?;
     if second.artifact.digest() == first.digest() {
@@ -394,7 +399,12 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
             "--locked: there is no teu.lock beside the spec; run teu lock first"
         ));
     }
+    // Progress goes to stderr as the layers are built; with `--progress json` stderr holds
+    // JSON lines only, so the human summary below is left out.
+    let mode = args.progress.mode(args.quiet);
+    let json_progress = mode == progress::Mode::Json;
     let opts = BuildOptions {
+        progress: args.progress.reporter(args.quiet),
         store,
         jobs,
         defaults,
@@ -407,15 +417,21 @@ pub fn run(args: BuildArgs) -> Result<ExitCode> {
         },
     };
     let say = |line: String| {
-        if !args.quiet {
+        if !args.quiet && !json_progress {
             eprintln!("{line}");
         }
     };
     let built = build(&spec, &opts)?;
     for w in &built.warnings {
-        eprintln!("teu: warning: {w}");
+        if json_progress {
+            progress::json_warning(w);
+        } else {
+            eprintln!("teu: warning: {w}");
+        }
     }
-    let artifact = &built.artifact;
+    // Outputs that read blobs (a registry push, an archive) report each one.
+    let watched = progress::watch_blobs(built.artifact.clone(), &opts.progress);
+    let artifact = &watched;
     if args.verify {
         verify(&spec, &opts, artifact, &say)?;
     }

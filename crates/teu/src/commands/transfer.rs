@@ -12,6 +12,7 @@ use teu_image::transport::{self, Select, WriteOptions};
 
 use crate::args::{jobs_arg, parse_output, parse_ref, select_arg, usage, RegistryArgs};
 use crate::output::{bytes, print_write};
+use crate::progress::{self, ProgressArgs};
 
 /// Which of the three commands runs: they differ only in what they accept.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,9 @@ pub struct TransferArgs {
 
     #[command(flatten)]
     registry: RegistryArgs,
+
+    #[command(flatten)]
+    progress: ProgressArgs,
 }
 
 pub const PUSH_HELP: &str = "Examples:\n  \
@@ -110,8 +114,10 @@ pub fn run(verb: Verb, args: TransferArgs) -> Result<ExitCode> {
     let dst = parse_output("DST", &args.dst)?;
     let select = select_arg(args.platform.as_deref())?;
     let cx = args.registry.context()?;
+    // With `--progress json`, stderr holds JSON lines only.
+    let json_progress = args.progress.mode(args.quiet) == progress::Mode::Json;
     let say = |line: String| {
-        if !args.quiet {
+        if !args.quiet && !json_progress {
             eprintln!("{line}");
         }
     };
@@ -130,6 +136,8 @@ pub fn run(verb: Verb, args: TransferArgs) -> Result<ExitCode> {
         _ => {}
     }
     let artifact = transport::read(&src, &select, &cx).with_context(|| format!("reading {src}"))?;
+    // Every blob read to be moved reports its progress on stderr.
+    let artifact = progress::watch_blobs(artifact, &args.progress.reporter(args.quiet));
     if let Select::Platform(p) = &select {
         say(format!(
             "teu: {src}: the image for {p} ({}), not the whole index",

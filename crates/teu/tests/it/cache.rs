@@ -391,16 +391,10 @@ fn real_tools_read_every_segmented_layer() {
     }
 }
 
-fn segment_files(home: &Path) -> std::collections::BTreeSet<std::ffi::OsString> {
-    match fs::read_dir(home.join("cache/segments")) {
-        Ok(rd) => rd.map(|e| e.unwrap().file_name()).collect(),
-        Err(_) => Default::default(),
-    }
-}
-
 /// Segment boundaries depend only on entries: after a one-file change, or a file added
-/// elsewhere in the tree, all but the segment(s) around it come from the segment cache,
-/// and the layer is still exactly the --no-cache layer.
+/// elsewhere in the tree, the layer is still exactly the --no-cache layer. (That only the
+/// segment(s) around the change are compressed again, the rest copied from the earlier
+/// blob, is counted in `teu-layer`'s `tests/resume.rs`.)
 #[test]
 fn a_small_change_recompresses_only_its_segments() {
     let t = tempfile::tempdir().unwrap();
@@ -421,13 +415,6 @@ fn a_small_change_recompresses_only_its_segments() {
         b"[[layer]]\nname = \"app\"\ncopy = [{ src = \"app\", dest = \"/app/\" }]\n",
     );
     build(&home, &src, &[]);
-    let before = segment_files(&home);
-    assert!(
-        before.len() >= 5,
-        "expected many segments, got {}",
-        before.len()
-    );
-
     type Change = (&'static str, fn(&Path));
     let changes: [Change; 2] = [
         ("one file changed", |s| {
@@ -437,21 +424,11 @@ fn a_small_change_recompresses_only_its_segments() {
             write(&s.join("app/d09/f0009-new.txt"), b"new file\n")
         }),
     ];
-    let mut known = before;
     for (what, change) in changes {
         change(&src);
         let got = build(&home, &src, &[]);
         assert!(!got.cached);
         assert_eq!(got.digest, reference(&src), "{what}");
-        let now = segment_files(&home);
-        let new: Vec<_> = now.difference(&known).collect();
-        assert!(
-            (1..=2).contains(&new.len()),
-            "{what}: {} of {} segments were recompressed",
-            new.len(),
-            now.len()
-        );
-        known = now;
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod build_cli;
 mod cache;
+mod cache_kinds;
 mod common;
 mod daemons;
 mod diff_verify;
@@ -14,6 +15,7 @@ mod hostile;
 mod lock;
 mod memory;
 mod multi_platform;
+mod progress;
 mod real_tools;
 mod registry;
 mod registry_platforms;
