@@ -74,25 +74,21 @@ impl Content {
     /// Open a reader over exactly `size()` bytes. Reading more or fewer bytes than promised
     /// is an error at the reader (a file changed while the layer was built).
     pub fn open(&self) -> io::Result<Box<dyn Read + Send + '_>> {
-        Ok(match self {
-            Content::Path { path, .. } => Box::new(File::open(path)?),
-            Content::Range {
-                file, offset, size, ..
-            } => Box::new(RangeReader::new(&**file, *offset, *size)),
-            Content::Bytes(b) => Box::new(&b[..]),
-        })
+        self.open_at(0)
     }
 
     /// [`Content::open`], from byte `skip` on (a segment that starts inside a big file).
     pub fn open_at(&self, skip: u64) -> io::Result<Box<dyn Read + Send + '_>> {
-        if skip == 0 {
-            return self.open();
-        }
         Ok(match self {
-            Content::Path { path, .. } => {
-                let mut f = File::open(path)?;
-                io::Seek::seek(&mut f, io::SeekFrom::Start(skip))?;
-                Box::new(f)
+            Content::Path { path, size, stat } => {
+                let mut f = teu_store::lock::open_regular(path)?;
+                if skip > 0 {
+                    io::Seek::seek(&mut f, io::SeekFrom::Start(skip))?;
+                }
+                match stat {
+                    Some(st) => Box::new(Unchanged::new(f, path, *st, skip, *size)),
+                    None => Box::new(f),
+                }
             }
             Content::Range {
                 file, offset, size, ..
@@ -126,6 +122,87 @@ impl Content {
                 return Ok(true);
             }
         }
+    }
+}
+
+/// A source file read for a layer, checked against what `stat` said when it was listed:
+/// once its last byte is read, the file must still have the same size, mtime and ctime,
+/// or the read fails naming it. A file rewritten while teu reads it (even at the same
+/// size) can never become a layer holding half of each version.
+struct Unchanged {
+    file: File,
+    path: PathBuf,
+    listed: crate::cache::stat::FileStat,
+    read: u64,
+    size: u64,
+    #[cfg(debug_assertions)]
+    rewrite_for_tests: bool,
+}
+
+impl Unchanged {
+    fn new(
+        file: File,
+        path: &std::path::Path,
+        listed: crate::cache::stat::FileStat,
+        skip: u64,
+        size: u64,
+    ) -> Unchanged {
+        Unchanged {
+            file,
+            path: path.to_path_buf(),
+            listed,
+            read: skip,
+            size,
+            #[cfg(debug_assertions)]
+            rewrite_for_tests: std::env::var_os("TEU_TEST_REWRITE_WHILE_READING")
+                .is_some_and(|p| std::fs::canonicalize(p).ok() == std::fs::canonicalize(path).ok()),
+        }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        let now = crate::cache::stat::FileStat::from_metadata(&self.file.metadata()?);
+        let same = now.size == self.listed.size
+            && now.mtime == self.listed.mtime
+            && now.mtime_ns == self.listed.mtime_ns
+            && now.ctime == self.listed.ctime
+            && now.ctime_ns == self.listed.ctime_ns;
+        if same {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!(
+                "{} changed while teu read it (size, mtime or ctime differ from when it was listed); nothing was written: run the build again once it is stable",
+                self.path.display()
+            )))
+        }
+    }
+
+    /// Test-only (debug builds): `TEU_TEST_REWRITE_WHILE_READING=PATH` rewrites that file
+    /// in place, at the same size, after its first bytes are read: the race a concurrent
+    /// writer makes, made deterministic.
+    #[cfg(debug_assertions)]
+    fn rewrite_once(&mut self) {
+        if std::mem::take(&mut self.rewrite_for_tests) {
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&self.path) {
+                let junk = vec![b'#'; self.size.min(1 << 20) as usize];
+                let _ = f.write_all_at(&junk, 0);
+                let _ = f.sync_all();
+            }
+        }
+    }
+}
+
+impl Read for Unchanged {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        #[cfg(debug_assertions)]
+        if n > 0 {
+            self.rewrite_once();
+        }
+        self.read += n as u64;
+        if n == 0 || self.read >= self.size {
+            self.check()?;
+        }
+        Ok(n)
     }
 }
 

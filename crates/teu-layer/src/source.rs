@@ -252,9 +252,38 @@ pub fn sniff(file: &mut File) -> io::Result<TarCompression> {
     })
 }
 
+/// The PAX sparse format of an entry (`0.0`, `0.1`, `1.0`), if it is a sparse file.
+fn pax_sparse_format<R: Read>(item: &mut tar::Entry<R>) -> Option<String> {
+    let exts = item.pax_extensions().ok()??;
+    let mut sparse = false;
+    let (mut major, mut minor, mut map) = (None, None, false);
+    for e in exts.flatten() {
+        match e.key().unwrap_or("") {
+            "GNU.sparse.major" => major = e.value().ok().map(str::to_string),
+            "GNU.sparse.minor" => minor = e.value().ok().map(str::to_string),
+            "GNU.sparse.map" => map = true,
+            k if k.starts_with("GNU.sparse.") => sparse = true,
+            _ => {}
+        }
+    }
+    match (major, minor) {
+        (Some(a), Some(b)) => Some(format!("{a}.{b}")),
+        _ if map => Some("0.1".into()),
+        _ if sparse => Some("0.0".into()),
+        _ => None,
+    }
+}
+
+fn pax_value<R: Read>(item: &mut tar::Entry<R>, key: &str) -> Option<String> {
+    let exts = item.pax_extensions().ok()??;
+    exts.flatten()
+        .find(|e| e.key() == Ok(key))
+        .and_then(|e| e.value().ok().map(str::to_string))
+}
+
 /// A reader over the uncompressed bytes of a (possibly compressed) tarball.
 pub fn open_decompressed(src: &Path) -> io::Result<Box<dyn Read + Send>> {
-    let mut f = File::open(src)?;
+    let mut f = teu_store::lock::open_regular(src)?;
     let c = sniff(&mut f)?;
     decompressed(f, c)
 }
@@ -293,7 +322,7 @@ pub fn add_tar(
             source,
         }
     };
-    let mut file = File::open(src).map_err(io_err(src))?;
+    let mut file = teu_store::lock::open_regular(src).map_err(io_err(src))?;
     // The tarball as it is before any byte is read, and when: the layer cache keys the
     // entries by the hash of what is read now, and checks this stat after the build.
     let stat = FileStat::from_metadata(&file.metadata().map_err(io_err(src))?);
@@ -335,7 +364,17 @@ pub fn add_tar(
     type Pending = (Vec<u8>, Result<Kind, (u64, u64)>, u32, tar::EntryType);
     let mut pending: Vec<Pending> = Vec::new();
     for item in archive.entries().map_err(io_err(src))? {
-        let item = item.map_err(|e| bad(format!("not a valid tar archive: {e}")))?;
+        let mut item = item.map_err(|e| bad(format!("not a valid tar archive: {e}")))?;
+        // PAX sparse files (GNU tar --sparse --format=pax, formats 0.0, 0.1 and 1.0) look
+        // like regular files named GNUSparseFile.N/NAME whose data is a sparse map and
+        // the non-hole bytes: importing that as a file would be the wrong file.
+        if let Some(format) = pax_sparse_format(&mut item) {
+            let real = pax_value(&mut item, "GNU.sparse.name")
+                .unwrap_or_else(|| String::from_utf8_lossy(&item.path_bytes()).into_owned());
+            return Err(bad(format!(
+                "entry {real:?} is a sparse file (PAX GNU.sparse format {format}), which teu does not import; make the tarball without --sparse"
+            )));
+        }
         let header = item.header();
         let raw_path = item.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_path).into_owned();

@@ -643,3 +643,95 @@ fn messages_say_what_is_wrong() {
     );
     assert!(err.contains("index.json, but it is a symlink"), "{err}");
 }
+
+#[test]
+fn a_pax_sparse_tarball_is_refused_by_name() {
+    let t = tempfile::tempdir().unwrap();
+    let (d, home) = (t.path(), t.path().join("home"));
+    // A 10 MiB file that is mostly a hole, archived the way the review did.
+    let f = fs::File::create(d.join("sparse.img")).unwrap();
+    f.set_len(10 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"data at the end", (10 << 20) - 64).unwrap();
+    drop(f);
+    ok(Command::new("tar").current_dir(d).args([
+        "--sparse",
+        "--format=pax",
+        "-cf",
+        "s.tar",
+        "sparse.img",
+    ]));
+    write(
+        &d.join("s.toml"),
+        b"[[layer]]\ntars = [{ src = \"s.tar\", dest = \"/\" }]\n",
+    );
+    let (code, err) = fails(
+        teu(&home)
+            .current_dir(d)
+            .args(["build", "s.toml", "-o", "oci:out"]),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("sparse.img") && err.contains("sparse file"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("GNUSparseFile"),
+        "the real name, not tar's placeholder: {err}"
+    );
+    assert!(!d.join("out").exists());
+}
+
+#[test]
+fn a_file_rewritten_at_the_same_size_while_read_fails_the_build() {
+    let t = tempfile::tempdir().unwrap();
+    let (d, home) = (t.path(), t.path().join("home"));
+    let victim = d.join("src/data.bin");
+    write(&victim, &vec![b'a'; 3 << 20]);
+    write(&d.join("src/other"), b"other");
+    let (code, err) = fails(
+        teu(&home)
+            .current_dir(d)
+            .env("TEU_TEST_REWRITE_WHILE_READING", &victim)
+            .args(["build", "--no-cache", "--copy", "src:/src", "-o", "oci:out"]),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("data.bin") && err.contains("changed while teu read it"),
+        "{err}"
+    );
+    assert!(!d.join("out").exists(), "an output holds a torn file");
+    // Once it is stable, the build goes through and holds the new content whole.
+    ok(teu(&home)
+        .current_dir(d)
+        .args(["build", "--copy", "src:/src", "-o", "oci:out"]));
+}
+
+#[test]
+fn a_fifo_as_a_tarball_source_is_refused_at_once() {
+    let t = tempfile::tempdir().unwrap();
+    let (d, home) = (t.path(), t.path().join("home"));
+    mkfifo(&d.join("a.tar"));
+    write(
+        &d.join("teu.toml"),
+        b"[[layer]]\ntars = [{ src = \"a.tar\", dest = \"/\" }]\n",
+    );
+    let started = Instant::now();
+    let mut child = teu(&home)
+        .current_dir(d)
+        .arg("build")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        child.kill().unwrap();
+        panic!("teu build hung on a fifo tarball");
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("a.tar") && err.contains("fifo"), "{err}");
+}
