@@ -17,10 +17,9 @@ mod build;
 mod error;
 pub mod layers;
 mod options;
-mod time;
 
 pub use base::lock_bases;
 pub use build::{build, platforms_of};
 pub use error::BuildError;
 pub use options::{BaseOptions, BuildOptions, BuildReport, LayerReport, PlatformReport};
-pub use time::rfc3339;
+pub use teu_oci::time::rfc3339;

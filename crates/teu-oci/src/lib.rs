@@ -12,12 +12,13 @@
 mod digest;
 mod platform;
 mod reference;
+pub mod time;
 mod types;
 
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use platform::{Platform, PlatformError};
 pub use reference::{
-    looks_like_path, Reference, ReferenceError, RegistryRef, Transport,
+    looks_like_path, valid_repository, Reference, ReferenceError, RegistryRef, Transport,
     CONTAINERD_DEFAULT_NAMESPACE, DOCKER_HUB,
 };
 pub use types::*;

@@ -443,6 +443,13 @@ impl FromStr for RegistryRef {
     }
 }
 
+/// Whether `name` is a repository name as the distribution spec defines it: components
+/// of [`component_ok`] joined by `/`, at most 255 bytes. Shared by the client's reference
+/// parsing and the server's routes.
+pub fn valid_repository(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 255 && name.split('/').all(component_ok)
+}
+
 /// A repository path component as the distribution spec defines it:
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
 fn component_ok(c: &str) -> bool {

@@ -1,35 +1,10 @@
-//! The spec's grammar for repository names and tags, checked by hand (two small loops
-//! instead of a regex engine in the binary).
+//! The spec's grammar for repository names and tags, checked by hand (small loops
+//! instead of a regex engine in the binary); repository names by teu-oci's rule.
 
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`, ≤ 255 bytes.
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`, ≤ 255 bytes:
+/// the same rule teu's reference parser applies ([`teu_oci::valid_repository`]).
 pub fn valid_repo(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 255 && name.split('/').all(valid_component)
-}
-
-fn valid_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        // A separator run: ".", "_", "__" or one or more "-".
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
+    teu_oci::valid_repository(name)
 }
 
 /// `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`

@@ -316,24 +316,7 @@ fn gc_labels(media: &str, bytes: &[u8]) -> HashMap<String, String> {
 
 /// RFC 3339 UTC, for the lease's expiry label.
 fn rfc3339(t: SystemTime) -> String {
-    let s = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-    let (days, rem) = (s.div_euclid(86400), s.rem_euclid(86400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    teu_oci::time::rfc3339(t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs())
 }
 
 impl Sink for ContainerdSink {

@@ -17,18 +17,7 @@ pub fn repo_root() -> PathBuf {
         .unwrap()
 }
 
-/// The path of a real tool. A missing tool fails the test: scripts/test installs them.
-#[track_caller]
-pub fn tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let p = dir.join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{name} is not installed: run scripts/test, which installs the tools the tests use");
-}
+pub use teu_testkit::tool;
 
 /// SeaweedFS's `weed`: `$TEU_WEED`, the venv scripts/test makes, or PATH.
 fn weed() -> PathBuf {

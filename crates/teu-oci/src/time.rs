@@ -1,3 +1,6 @@
+//! Timestamps as OCI documents write them (RFC 3339, UTC), without a date library: the
+//! only times teu writes are `SOURCE_DATE_EPOCH` (or zero) and lease expiries.
+
 /// Seconds since the Unix epoch as RFC 3339 in UTC (`1970-01-01T00:00:00Z`), without a
 /// date library: the only timestamp teu writes is `SOURCE_DATE_EPOCH` or zero.
 pub fn rfc3339(epoch: u64) -> String {
