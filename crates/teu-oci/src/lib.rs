@@ -18,7 +18,7 @@ mod types;
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use platform::{Platform, PlatformError};
 pub use reference::{
-    looks_like_path, valid_repository, Reference, ReferenceError, RegistryRef, Transport,
-    CONTAINERD_DEFAULT_NAMESPACE, DOCKER_HUB,
+    containerd_reference, is_bare_hub_name, looks_like_path, valid_repository, Reference,
+    ReferenceError, RegistryRef, Transport, CONTAINERD_DEFAULT_NAMESPACE, DOCKER_HUB,
 };
 pub use types::*;

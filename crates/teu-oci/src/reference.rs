@@ -116,6 +116,27 @@ impl Reference {
     }
 }
 
+/// `containerd:[NAMESPACE/]NAME` as teu writes it: `default` is left out when the name
+/// alone reads back as in `default` (`ghcr.io/app:1` alone would read as namespace
+/// `ghcr.io`).
+pub fn containerd_reference(namespace: &str, name: &RegistryRef) -> String {
+    let q = name.qualified();
+    if namespace == CONTAINERD_DEFAULT_NAMESPACE
+        && containerd_namespace(&q).0 == CONTAINERD_DEFAULT_NAMESPACE
+    {
+        format!("containerd:{q}")
+    } else {
+        format!("containerd:{namespace}/{q}")
+    }
+}
+
+/// Whether `s`, given as an image reference, is a bare Docker Hub short name (`app`,
+/// `app:1`: no registry host, no transport), for the hint that a local file of that
+/// name was probably meant.
+pub fn is_bare_hub_name(s: &str) -> bool {
+    !s.contains('/') && matches!(s.parse::<Reference>(), Ok(Reference::Registry(_)))
+}
+
 /// Whether `s` is written like a file path (`/x`, `./x`, `../x`, `~/x`) rather than an
 /// image name: such a string given as a registry reference gets a hint to say `oci:`.
 pub fn looks_like_path(s: &str) -> bool {
@@ -262,16 +283,7 @@ impl fmt::Display for Reference {
             Reference::DockerDaemon(n) => write!(f, "docker-daemon:{}", n.familiar()),
             Reference::Podman(n) => write!(f, "podman:{}", n.qualified()),
             Reference::Containerd { namespace, name } => {
-                let q = name.qualified();
-                // `default` is left out when the name alone reads back as in `default`
-                // (`ghcr.io/app:1` alone would read as namespace `ghcr.io`).
-                if namespace == CONTAINERD_DEFAULT_NAMESPACE
-                    && containerd_namespace(&q).0 == CONTAINERD_DEFAULT_NAMESPACE
-                {
-                    write!(f, "containerd:{q}")
-                } else {
-                    write!(f, "containerd:{namespace}/{}", name.qualified())
-                }
+                f.write_str(&containerd_reference(namespace, name))
             }
         }
     }

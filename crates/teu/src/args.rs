@@ -142,10 +142,8 @@ pub fn parse_ref(flag: &str, s: &str) -> Result<Reference> {
 /// local path, and is refused with the spelling that says so.
 pub fn parse_output(flag: &str, s: &str) -> Result<Reference> {
     let r = parse_ref(flag, s)?;
-    // No host (no slash) and not a local transport: a Docker Hub name.
-    let hub_name = !s.contains('/') && matches!(r, Reference::Registry(_));
     let name = s.split([':', '@']).next().unwrap_or(s);
-    if hub_name && std::path::Path::new(name).exists() {
+    if teu_oci::is_bare_hub_name(s) && std::path::Path::new(name).exists() {
         return Err(usage(format!(
             "{flag}: {s:?} names an image on Docker Hub (docker.io/library/{s}), but there is a local file or directory {name:?}; write oci:{s} for an OCI layout (or oci-archive:{s}, docker-archive:{s}), or docker://{s} to mean Docker Hub"
         )));

@@ -321,11 +321,7 @@ fn rfc3339(t: SystemTime) -> String {
 
 impl Sink for ContainerdSink {
     fn name(&self) -> String {
-        teu_oci::Reference::Containerd {
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
-        }
-        .to_string()
+        teu_oci::containerd_reference(&self.namespace, &self.name)
     }
     fn is_local(&self) -> bool {
         true

@@ -88,6 +88,16 @@ pub trait Source: Send + Sync {
     fn is_pinned(&self) -> bool {
         true
     }
+    /// The image's own name (`docker.io/library/app:1`), for an engine that loads it: a
+    /// registry reference's, else a tag that is a full name (`io.containerd.image.name`
+    /// or a `ref.name` holding one).
+    fn image_name(&self) -> Result<Option<teu_oci::RegistryRef>, ImageError> {
+        Ok(self
+            .tags()?
+            .iter()
+            .filter(|t| t.contains([':', '/']))
+            .find_map(|t| t.parse::<teu_oci::RegistryRef>().ok()))
+    }
     /// The name to record in an image built on this one (`org.opencontainers.image.base.name`):
     /// only registry references have one that means the same on every machine.
     fn base_name(&self) -> Option<String> {

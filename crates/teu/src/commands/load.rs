@@ -89,25 +89,19 @@ fn destination(args: &LoadArgs, src: &Reference, cx: &transport::Context) -> Res
 /// The image name a source carries: a registry reference's own, an archive's or layout's
 /// `io.containerd.image.name` (or a `ref.name` that is a full name).
 fn name_of(src: &Reference, cx: &transport::Context) -> Result<RegistryRef> {
-    if let Reference::Registry(r) = src {
-        let mut r = r.clone();
-        r.digest = None;
-        return Ok(r);
+    let source = transport::open_source(src, cx)?;
+    if let Some(name) = source.image_name().ok().flatten() {
+        return Ok(name);
     }
-    let tags = transport::open_source(src, cx)?.tags().unwrap_or_default();
-    tags.iter()
-        .filter(|t| t.contains([':', '/']))
-        .find_map(|t| t.parse::<RegistryRef>().ok())
-        .ok_or_else(|| {
-            usage(format!(
-                "{src} carries no image name (names: {}); name it: teu load {src} NAME[:TAG]",
-                if tags.is_empty() {
-                    "none".to_string()
-                } else {
-                    tags.join(", ")
-                }
-            ))
-        })
+    let tags = source.tags().unwrap_or_default();
+    Err(usage(format!(
+        "{src} carries no image name (names: {}); name it: teu load {src} NAME[:TAG]",
+        if tags.is_empty() {
+            "none".to_string()
+        } else {
+            tags.join(", ")
+        }
+    )))
 }
 
 pub fn run(args: LoadArgs) -> Result<ExitCode> {

@@ -123,6 +123,12 @@ impl Source for RegistrySource {
     fn is_pinned(&self) -> bool {
         self.r.digest.is_some()
     }
+    fn image_name(&self) -> Result<Option<RegistryRef>, ImageError> {
+        Ok(Some(RegistryRef {
+            digest: None,
+            ..self.r.clone()
+        }))
+    }
     fn base_name(&self) -> Option<String> {
         Some(self.r.to_string())
     }
