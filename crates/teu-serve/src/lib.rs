@@ -12,7 +12,7 @@
 //! - the path dispatcher: repository names contain slashes, so `/v2/<name>/blobs/<d>`
 //!   cannot be split by a path router; a few `rsplit_once` calls are clearer;
 //! - digests (sha256 and sha512), because `teu-oci` deliberately knows only sha256;
-//! - the repository name and tag grammar, instead of a regex engine;
+//! - the tag grammar, instead of a regex engine (repository names use teu-oci's rule);
 //! - the Prometheus text output: four metric families do not need a metrics framework.
 
 pub mod config;

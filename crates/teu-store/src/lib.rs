@@ -8,7 +8,11 @@
 //! `blobs/` can therefore trust that a present blob is complete.
 //!
 //! [`atomic`] holds the same discipline for files that are not blobs (outputs, index
-//! files), because every sink needs it.
+//! files), because every sink needs it. [`lock`] is what makes several teu processes
+//! safe on one store and one output: `flock` around a shared read-modify-write,
+//! temporaries locked by their writer for life (so a killed writer's are removed by the
+//! next teu, and a live one's never), and opening only regular files (never blocking on
+//! a fifo).
 
 pub mod atomic;
 mod error;
