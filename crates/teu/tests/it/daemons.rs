@@ -399,6 +399,26 @@ fn ctr_out(c: &Containerd, ns: &str, args: &[&str]) -> String {
     stdout(&ok(c.ctr(ns).args(args)))
 }
 
+/// `ctr run` of an image whose record was just moved to a new manifest. containerd's
+/// garbage collector may then drop the old image's unpacked snapshots while ctr's
+/// unpacker is preparing the new layers on top of them ("parent snapshot … does not
+/// exist"), as it does after `ctr images import` too. ctr does not retry; one retry here
+/// unpacks again from the content store, which still holds every blob. Known gap: teu
+/// could carry the old config's snapshot gc labels over to the new one.
+fn ctr_run_after_update(c: &Containerd, ns: &str, image: &str, id: &str) -> String {
+    let args = ["run", "--snapshotter", "native", "--rm", image, id];
+    let first = c.ctr(ns).args(args).output().unwrap();
+    if first.status.success() {
+        return stdout(&first);
+    }
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        err.contains("parent snapshot") && err.contains("does not exist"),
+        "ctr run failed: {err}"
+    );
+    ctr_out(c, ns, &args)
+}
+
 #[test]
 fn containerd_gets_only_missing_blobs_keeps_the_digest_and_runs() {
     let ctrd = Containerd::start();
@@ -497,18 +517,7 @@ fn containerd_gets_only_missing_blobs_keeps_the_digest_and_runs() {
     let mut want = vec![&config2, &layers2[1].0, &manifest2];
     want.sort();
     assert_eq!(new, want, "blobs new in containerd's content store");
-    let run = ctr_out(
-        &ctrd,
-        "teu",
-        &[
-            "run",
-            "--snapshotter",
-            "native",
-            "--rm",
-            "docker.io/teu/app:v1",
-            "t2",
-        ],
-    );
+    let run = ctr_run_after_update(&ctrd, "teu", "docker.io/teu/app:v1", "t2");
     assert_eq!(run, "hello from teu: two\n");
 
     // The same again: nothing written.
