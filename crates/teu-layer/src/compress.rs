@@ -13,7 +13,9 @@
 //!   ("unknown"), no name or comment;
 //! - zstd: the reference library, level 3 by default, one frame per segment, with content
 //!   size and without checksum (the digest already covers the bytes);
-//! - none: the tar bytes themselves.
+//! - none: the tar bytes themselves;
+//! - estargz: gzip members exactly as gzip's (same encoder and settings), cut where the
+//!   eStargz format needs them (see [`crate::estargz`]) rather than by size.
 
 use std::fmt;
 use std::io::Write;
@@ -24,13 +26,24 @@ use teu_oci::media_type;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Compression {
-    Gzip { level: u32 },
-    Zstd { level: i32 },
+    Gzip {
+        level: u32,
+    },
+    Zstd {
+        level: i32,
+    },
     None,
+    /// A `tar+gzip` layer in the eStargz layout; files are split into `chunk`-byte chunks.
+    Estargz {
+        level: u32,
+        chunk: u64,
+    },
 }
 
 pub const DEFAULT_GZIP_LEVEL: u32 = 6;
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// The reference writer's chunk size (stargz-snapshotter's default).
+pub const DEFAULT_ESTARGZ_CHUNK: u64 = 4 * 1024 * 1024;
 const FEED: usize = 64 * 1024;
 
 impl Default for Compression {
@@ -43,8 +56,10 @@ impl Default for Compression {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompressionError {
-    #[error("unknown compression {0:?} (expected gzip, zstd or none)")]
+    #[error("unknown compression {0:?} (expected gzip, zstd, estargz or none)")]
     Unknown(String),
+    #[error("estargz chunk size {0} is out of range (4096 bytes to 1 GiB)")]
+    Chunk(u64),
     #[error("{algorithm} level {level} is out of range ({range})")]
     Level {
         algorithm: &'static str,
@@ -54,9 +69,16 @@ pub enum CompressionError {
 }
 
 impl Compression {
-    /// `name` is `gzip`, `zstd` or `none`; `level` overrides the default.
+    /// `name` is `gzip`, `zstd`, `estargz` or `none`; `level` overrides the default.
     pub fn new(name: &str, level: Option<i64>) -> Result<Compression, CompressionError> {
         match name {
+            "estargz" => match Compression::new("gzip", level)? {
+                Compression::Gzip { level } => Ok(Compression::Estargz {
+                    level,
+                    chunk: DEFAULT_ESTARGZ_CHUNK,
+                }),
+                _ => unreachable!("gzip is gzip"),
+            },
             "gzip" => {
                 let level = level.unwrap_or(DEFAULT_GZIP_LEVEL as i64);
                 if !(1..=9).contains(&level) {
@@ -93,9 +115,38 @@ impl Compression {
         }
     }
 
+    /// The algorithm's name as [`Compression::new`] takes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Compression::Gzip { .. } => "gzip",
+            Compression::Zstd { .. } => "zstd",
+            Compression::None => "none",
+            Compression::Estargz { .. } => "estargz",
+        }
+    }
+
+    /// The same compression with eStargz chunks of `chunk` bytes (other kinds unchanged).
+    pub fn with_chunk_size(self, chunk: u64) -> Result<Compression, CompressionError> {
+        if !(4096..=1 << 30).contains(&chunk) {
+            return Err(CompressionError::Chunk(chunk));
+        }
+        Ok(match self {
+            Compression::Estargz { level, .. } => Compression::Estargz { level, chunk },
+            other => other,
+        })
+    }
+
+    /// The chunk size, for an eStargz layer.
+    pub fn estargz_chunk(&self) -> Option<u64> {
+        match self {
+            Compression::Estargz { chunk, .. } => Some(*chunk),
+            _ => None,
+        }
+    }
+
     pub fn media_type(&self) -> &'static str {
         match self {
-            Compression::Gzip { .. } => media_type::OCI_LAYER_GZIP,
+            Compression::Gzip { .. } | Compression::Estargz { .. } => media_type::OCI_LAYER_GZIP,
             Compression::Zstd { .. } => media_type::OCI_LAYER_ZSTD,
             Compression::None => media_type::OCI_LAYER_TAR,
         }
@@ -109,6 +160,12 @@ impl Compression {
                 format!("zstd/libzstd-{}/{level}", zstd::zstd_safe::VERSION_NUMBER)
             }
             Compression::None => "none".to_string(),
+            Compression::Estargz { level, chunk } => {
+                format!(
+                    "estargz-{}/zlib-rs/{level}/{chunk}",
+                    crate::estargz::WRITER_VERSION
+                )
+            }
         }
     }
 
@@ -128,6 +185,13 @@ impl Compression {
                 max: 16 * 1024 * 1024,
                 big_file: 16 * 1024 * 1024,
             }),
+            // Cut by the eStargz layout ([`crate::plan::plan_for`]), not by size: a
+            // segment is one gzip member, at most a chunk plus the headers after it.
+            &Compression::Estargz { chunk, .. } => Some(SegmentPolicy {
+                min: chunk as usize,
+                max: chunk as usize,
+                big_file: chunk,
+            }),
             Compression::None => None,
         }
     }
@@ -144,7 +208,7 @@ impl Compression {
     pub fn compress_segment_into(&self, data: &[u8], out: &mut Vec<u8>) {
         out.clear();
         match *self {
-            Compression::Gzip { level } => {
+            Compression::Gzip { level } | Compression::Estargz { level, .. } => {
                 out.reserve(data.len() / 2 + 64);
                 let mut enc = GzBuilder::new()
                     .mtime(0)
@@ -175,6 +239,9 @@ impl fmt::Display for Compression {
             Compression::Gzip { level } => write!(f, "gzip level {level}"),
             Compression::Zstd { level } => write!(f, "zstd level {level}"),
             Compression::None => write!(f, "uncompressed"),
+            Compression::Estargz { level, chunk } => {
+                write!(f, "estargz (gzip level {level}, {chunk}-byte chunks)")
+            }
         }
     }
 }

@@ -13,6 +13,9 @@
 //! - [`pipeline`]: one streaming pass from entries to a stored blob: tar, hash the tar
 //!   (diff_id), compress segments in parallel, hash the blob (digest), write, fsync, rename.
 //!
+//! - [`estargz`]: eStargz, teu's own writer of the lazily pullable `tar+gzip` layout
+//!   (members per file chunk, the TOC and footer), ordering and landmarks for prefetch,
+//!   and a random-access reader of the TOC for inspection and tests.
 //! - [`cache`]: the layer cache (keys over headers and content hashes, the stat cache).
 //!
 //! Everything here is teu's own craft; the crate doc of each module says why.
@@ -20,6 +23,7 @@
 pub mod cache;
 pub mod compress;
 pub mod entry;
+pub mod estargz;
 pub mod path;
 pub mod pipeline;
 pub mod plan;

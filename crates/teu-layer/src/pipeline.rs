@@ -53,6 +53,27 @@ pub struct BuiltLayer {
     pub diff_id: Digest,
     pub uncompressed_size: u64,
     pub media_type: &'static str,
+    /// An eStargz layer's TOC digest.
+    pub toc_digest: Option<Digest>,
+}
+
+impl BuiltLayer {
+    /// The annotations the layer's descriptor carries: an eStargz layer's TOC digest and
+    /// uncompressed size, which lazy snapshotters read before fetching anything.
+    pub fn annotations(&self) -> std::collections::BTreeMap<String, String> {
+        let mut a = std::collections::BTreeMap::new();
+        if let Some(toc) = &self.toc_digest {
+            a.insert(
+                crate::estargz::TOC_DIGEST_ANNOTATION.to_string(),
+                toc.to_string(),
+            );
+            a.insert(
+                crate::estargz::UNCOMPRESSED_SIZE_ANNOTATION.to_string(),
+                self.uncompressed_size.to_string(),
+            );
+        }
+        a
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +97,10 @@ pub enum PipelineError {
     Store(#[from] StoreError),
     #[error("writing the layer: {0}")]
     Write(#[source] io::Error),
+    #[error("eStargz: {0}")]
+    Estargz(#[from] crate::estargz::EstargzError),
+    #[error("{origin}: a verbatim tarball (normalize = false) cannot be an eStargz layer, whose tar stream teu lays out itself; use normalize = true or another compression")]
+    VerbatimEstargz { origin: String },
 }
 
 /// Memory for uncompressed segments in flight, whatever the thread count: the segment
@@ -114,7 +139,7 @@ pub fn build_layer(
     store: &Store,
 ) -> Result<BuiltLayer, PipelineError> {
     let headers: Vec<Vec<u8>> = entries.iter().map(tar_writer::encode_header).collect();
-    let segs = plan::plan(entries, &headers, opts.compression.segment_policy());
+    let segs = plan::plan_for(entries, &headers, &opts.compression);
     let mut task = opts.start_task(&segs);
     let planned = Planned {
         entries,
@@ -191,10 +216,42 @@ pub(crate) fn build_planned(
         0
     };
     let mut content = vec![None; n];
-    let (built, mut trace) = run(opts, store, None, prior, |sink| {
-        let want = hash.map(|w| (w, &mut content[..]));
-        write_tar(layer, from, sink, diff, want, task)
-    })?;
+    // eStargz: every file's and chunk's hash, for the TOC built after the last member.
+    let digests = std::cell::RefCell::new(opts.compression.estargz_chunk().map(|chunk| {
+        crate::estargz::toc::FileDigests {
+            chunk,
+            files: vec![None; layer.entries.len()],
+        }
+    }));
+    let tail = |starts: &[u64], end: u64| -> Result<crate::estargz::Tail, PipelineError> {
+        let digests = digests.borrow();
+        let digests = digests.as_ref().expect("an eStargz layer");
+        Ok(crate::estargz::tail(
+            layer.entries,
+            layer.headers,
+            layer.segs,
+            starts,
+            end,
+            digests,
+            &opts.compression,
+        )?)
+    };
+    let estargz = opts.compression.estargz_chunk().is_some();
+    if estargz && from > 0 {
+        unreachable!("an eStargz layer is never resumed: its TOC needs every file's hash");
+    }
+    let (built, mut trace) = run(
+        opts,
+        store,
+        None,
+        prior,
+        |sink| {
+            let want = hash.map(|w| (w, &mut content[..]));
+            let mut digests = digests.borrow_mut();
+            write_tar(layer, from, sink, diff, want, digests.as_mut(), task)
+        },
+        estargz.then_some(&tail as &TailFn),
+    )?;
     trace.content = content;
     Ok((built, trace))
 }
@@ -218,39 +275,55 @@ pub fn build_layer_from_tar_with(
     store: &Store,
     segments: Option<&SegmentCache>,
 ) -> Result<BuiltLayer, PipelineError> {
+    if opts.compression.estargz_chunk().is_some() {
+        return Err(PipelineError::VerbatimEstargz {
+            origin: origin.to_string(),
+        });
+    }
     let policy = opts.compression.segment_policy();
     let mut task = opts.progress.start(TaskKind::Layer, &opts.name, None);
-    let built = run(opts, store, segments, None, |sink| {
-        let mut hash = Sha256State::new();
-        let mut chunk = vec![0u8; READ_CHUNK];
-        loop {
-            // Whole chunks, so cut points depend only on the stream, not on read sizes.
-            let n = read_full(tar, &mut chunk).map_err(|source| PipelineError::Read {
-                origin: origin.to_string(),
-                path: "/".to_string(),
-                source_path: "the tarball".to_string(),
-                source,
-            })?;
-            if n == 0 {
-                break;
+    let built = run(
+        opts,
+        store,
+        segments,
+        None,
+        |sink| {
+            let mut hash = Sha256State::new();
+            let mut chunk = vec![0u8; READ_CHUNK];
+            loop {
+                // Whole chunks, so cut points depend only on the stream, not on read sizes.
+                let n = read_full(tar, &mut chunk).map_err(|source| PipelineError::Read {
+                    origin: origin.to_string(),
+                    path: "/".to_string(),
+                    source_path: "the tarball".to_string(),
+                    source,
+                })?;
+                if n == 0 {
+                    break;
+                }
+                hash.update(&chunk[..n]);
+                sink.write(&chunk[..n])?;
+                if hash.len() - task.done() >= REPORT_EVERY {
+                    task.advance_to(hash.len());
+                }
+                if policy.is_some_and(|p| hash.len() % p.big_file == 0) {
+                    sink.cut()?;
+                }
             }
-            hash.update(&chunk[..n]);
-            sink.write(&chunk[..n])?;
-            if hash.len() - task.done() >= REPORT_EVERY {
-                task.advance_to(hash.len());
-            }
-            if policy.is_some_and(|p| hash.len() % p.big_file == 0) {
-                sink.cut()?;
-            }
-        }
-        Ok((hash, Vec::new()))
-    })?;
+            Ok((hash, Vec::new()))
+        },
+        None,
+    )?;
     task.advance_to(built.0.uncompressed_size);
     task.finish(Outcome::Done, "");
     Ok(built.0)
 }
 
 type Produced = (Sha256State, Vec<Sha256State>);
+
+/// Makes an eStargz layer's end from the blob offsets where its segments start and the
+/// blob's length after them.
+type TailFn<'a> = dyn Fn(&[u64], u64) -> Result<crate::estargz::Tail, PipelineError> + 'a;
 
 /// Run a producer of tar bytes through segmenting, compression and the store. The
 /// producer returns the diff_id state at the end and after each segment it cut.
@@ -260,6 +333,7 @@ fn run(
     segments: Option<&SegmentCache>,
     prior: Option<Prior>,
     produce: impl FnOnce(&mut dyn TarSink) -> Result<Produced, PipelineError>,
+    tail: Option<&TailFn>,
 ) -> Result<(BuiltLayer, Trace), PipelineError> {
     let media_type = opts.compression.media_type();
     let Some(policy) = opts.compression.segment_policy() else {
@@ -274,6 +348,7 @@ fn run(
             diff_id: Digest::from_sha256(diff.finish()),
             uncompressed_size: diff.len(),
             media_type,
+            toc_digest: None,
         };
         return Ok((layer, Trace::default()));
     };
@@ -361,10 +436,12 @@ fn run(
                 flushed.start(tmp.as_file(), r.prefix_len);
             }
             let mut after = Vec::new();
+            let mut starts = Vec::new();
             {
                 let mut out = io::BufWriter::with_capacity(256 * 1024, tmp.as_file());
                 for result in order_rx {
                     let compressed = result.recv().expect("a worker answers every job");
+                    starts.push(digest.len());
                     digest.update(&compressed);
                     out.write_all(&compressed).map_err(PipelineError::Write)?;
                     after.push(digest);
@@ -376,7 +453,7 @@ fn run(
                 }
                 out.flush().map_err(PipelineError::Write)?;
             }
-            Ok((tmp, digest, after))
+            Ok((tmp, digest, after, starts))
         });
 
         drop(pool_tx);
@@ -393,9 +470,19 @@ fn run(
         // Closing the queues lets the workers and the writer finish.
         drop(sink);
         // A writer error (disk full) is the cause of any "writer stopped" the producer saw.
-        let (tmp, digest, digest_after) = writer.join().expect("writer thread")?;
-        let (diff, diff_after) = produced?;
+        let (tmp, mut digest, digest_after, starts) = writer.join().expect("writer thread")?;
+        let (mut diff, diff_after) = produced?;
         flushed?;
+        let mut toc_digest = None;
+        if let Some(tail) = tail {
+            let t = tail(&starts, digest.len())?;
+            (&mut tmp.as_file())
+                .write_all(&t.blob)
+                .map_err(PipelineError::Write)?;
+            digest.update(&t.blob);
+            diff.update(&t.tar);
+            toc_digest = Some(t.toc_digest);
+        }
         let size = digest.len();
         let digest = Digest::from_sha256(digest.finish());
         store.commit_temp(tmp, &digest)?;
@@ -405,6 +492,7 @@ fn run(
             diff_id: Digest::from_sha256(diff.finish()),
             uncompressed_size: diff.len(),
             media_type,
+            toc_digest,
         };
         Ok((
             layer,
@@ -451,7 +539,13 @@ impl WriteBack {
 /// A segment to compress, where the earlier blob holds it (if it does), and where the
 /// result goes.
 type Job = (Vec<u8>, Option<(u64, u64)>, SyncSender<Vec<u8>>);
-type Written = (tempfile::NamedTempFile, Sha256State, Vec<Sha256State>);
+/// The blob, its hash state, the state after each segment and where each segment starts.
+type Written = (
+    tempfile::NamedTempFile,
+    Sha256State,
+    Vec<Sha256State>,
+    Vec<u64>,
+);
 
 /// Where the tar stream goes.
 trait TarSink {
@@ -574,13 +668,16 @@ type HashFiles<'a> = (&'a [bool], &'a mut [Option<[u8; 32]>]);
 
 /// Write segments `segs[from..]` of the tar of `entries` to `sink`, the diff_id hash
 /// continuing from `diff`; return its state at the end and after each segment. With
-/// `hash`, the files it marks are hashed into its slice as they are read.
+/// `hash`, the files it marks are hashed into its slice as they are read. With
+/// `digests` (eStargz), every file and every chunk of it is hashed into it, and the
+/// stream stops before the end-of-archive.
 fn write_tar(
     layer: &Planned,
     from: usize,
     sink: &mut dyn TarSink,
     diff: Sha256State,
     mut hash: Option<HashFiles>,
+    mut digests: Option<&mut crate::estargz::toc::FileDigests>,
     task: &mut Task,
 ) -> Result<Produced, PipelineError> {
     let Planned {
@@ -606,7 +703,9 @@ fn write_tar(
         let skip = if i == start.entry { start.offset } else { 0 };
         w.entry_start(i)?;
         if i == entries.len() {
-            w.put(i, skip, &tar_writer::trailer()[skip as usize..])?;
+            if digests.is_none() {
+                w.put(i, skip, &tar_writer::trailer()[skip as usize..])?;
+            }
             break;
         }
         let entry = &entries[i];
@@ -628,8 +727,10 @@ fn write_tar(
             let mut reader = content.open_at(done).map_err(read_err)?;
             let mut file_hash = match &hash {
                 Some((want, _)) if want[i] && done == 0 => Some(Sha256State::new()),
+                _ if digests.is_some() => Some(Sha256State::new()),
                 _ => None,
             };
+            let mut chunks = ChunkHasher::default();
             loop {
                 let n = reader.read(&mut chunk).map_err(read_err)?;
                 if n == 0 {
@@ -647,11 +748,20 @@ fn write_tar(
                 if let Some(h) = &mut file_hash {
                     h.update(&chunk[..n]);
                 }
+                if let Some(d) = &digests {
+                    chunks.update(d.chunk, done, &chunk[..n]);
+                }
                 w.put(i, hl + done, &chunk[..n])?;
                 done += n as u64;
             }
-            if let (Some(h), Some((_, out))) = (file_hash, &mut hash) {
-                out[i] = Some(h.finish());
+            let file_hash = file_hash.map(Sha256State::finish);
+            if let (Some(h), Some((want, out))) = (file_hash, &mut hash) {
+                if want[i] {
+                    out[i] = Some(h);
+                }
+            }
+            if let (Some(h), Some(d)) = (file_hash, &mut digests) {
+                d.files[i] = Some((h, chunks.finish()));
             }
             if done != expected {
                 return Err(PipelineError::Changed {
@@ -670,6 +780,37 @@ fn write_tar(
     }
     debug_assert_eq!(w.next, w.ends.len(), "every planned segment was written");
     Ok((w.diff, w.diff_after))
+}
+
+/// Hashes a file's bytes chunk by chunk (eStargz's `chunkDigest`s).
+#[derive(Default)]
+struct ChunkHasher {
+    current: Option<Sha256State>,
+    done: Vec<[u8; 32]>,
+}
+
+impl ChunkHasher {
+    /// `bytes` sit at `at` of the file; chunks are `chunk` bytes from its start.
+    fn update(&mut self, chunk: u64, mut at: u64, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let room = (chunk - at % chunk).min(bytes.len() as u64) as usize;
+            self.current
+                .get_or_insert_with(Sha256State::new)
+                .update(&bytes[..room]);
+            at += room as u64;
+            bytes = &bytes[room..];
+            if at % chunk == 0 {
+                self.done
+                    .extend(self.current.take().map(Sha256State::finish));
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<[u8; 32]> {
+        self.done
+            .extend(self.current.take().map(Sha256State::finish));
+        self.done
+    }
 }
 
 fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {

@@ -9,7 +9,7 @@
 
 use sha2::{Digest as _, Sha256};
 
-use crate::compress::SegmentPolicy;
+use crate::compress::{Compression, SegmentPolicy};
 use crate::entry::{Entry, Kind};
 use crate::tar_writer::{self, BLOCK};
 
@@ -41,6 +41,58 @@ pub fn data_len(e: &Entry) -> u64 {
         Kind::File(c) => c.size(),
         _ => 0,
     }
+}
+
+/// The segments of a layer of `entries` compressed with `compression`.
+pub fn plan_for(entries: &[Entry], headers: &[Vec<u8>], compression: &Compression) -> Vec<Seg> {
+    match compression.estargz_chunk() {
+        Some(chunk) => plan_estargz(entries, headers, chunk),
+        None => plan(entries, headers, compression.segment_policy()),
+    }
+}
+
+/// eStargz's gzip members as segments: the first starts at the stream's start, then one
+/// at each `chunk` bytes of every non-empty file's data, from its first byte (the tar
+/// padding and the headers that follow stay in the member of the chunk before them, as
+/// the reference writer has them). The stream ends before the end-of-archive: the TOC
+/// entry and the trailer follow in a member of their own ([`crate::estargz`]).
+fn plan_estargz(entries: &[Entry], headers: &[Vec<u8>], chunk: u64) -> Vec<Seg> {
+    let mut segs = Vec::new();
+    let mut start = Pos {
+        entry: 0,
+        offset: 0,
+    };
+    let mut len = 0u64;
+    for (i, (e, header)) in entries.iter().zip(headers).enumerate() {
+        let hl = header.len() as u64;
+        let size = data_len(e);
+        len += hl;
+        let mut done = 0;
+        while done < size {
+            let at = Pos {
+                entry: i,
+                offset: hl + done,
+            };
+            segs.push(Seg {
+                start,
+                end: at,
+                len,
+            });
+            start = at;
+            let n = chunk.min(size - done);
+            len = n;
+            done += n;
+        }
+        len += tar_writer::padding(size) as u64;
+    }
+    let end = Pos {
+        entry: entries.len(),
+        offset: 0,
+    };
+    if len > 0 {
+        segs.push(Seg { start, end, len });
+    }
+    segs
 }
 
 /// The segments of the tar of `entries` (whose headers are `headers`). Without a policy

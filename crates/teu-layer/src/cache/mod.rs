@@ -78,7 +78,7 @@ pub fn build_layer_cached(
     let mut seen = Seen::default();
     let (mut hashes, misses) = known_hashes(entries, &mut stats, &mut seen)?;
     let headers: Vec<Vec<u8>> = entries.iter().map(tar_writer::encode_header).collect();
-    let segs = plan::plan(entries, &headers, opts.compression.segment_policy());
+    let segs = plan::plan_for(entries, &headers, &opts.compression);
     let mut task = opts.start_task(&segs);
     let planned = Planned {
         entries,
@@ -150,10 +150,17 @@ pub fn build_layer_cached(
     }
     let keys = plan::segment_keys(entries, &headers, &hashes, &segs);
     let (old, old_blob) = loaded.unwrap_or_else(load_prior);
-    let prior = match (&old, &old_blob) {
+    let mut prior = match (&old, &old_blob) {
         (Some(map), Some(blob)) => Some(prior(map, blob, &keys)),
         _ => None,
     };
+    if opts.compression.estargz_chunk().is_some() {
+        // The TOC holds every file's digest, so every file is read again; unchanged
+        // members are still copied from the earlier blob rather than compressed.
+        if let Some(p) = &mut prior {
+            p.resume = None;
+        }
+    }
     let from = prior
         .as_ref()
         .and_then(|p| p.resume.as_ref())
@@ -545,6 +552,10 @@ pub fn read_record(record: &Path) -> Option<BuiltLayer> {
     let diff_id: Digest = field("diff_id")?.parse().ok()?;
     let uncompressed_size: u64 = field("uncompressed_size")?.parse().ok()?;
     let media_type = field("media_type")?;
+    let toc_digest = match lines.next() {
+        Some(l) => Some(l.strip_prefix("toc_digest ")?.parse().ok()?),
+        None => None,
+    };
     let media_type = [
         teu_oci::media_type::OCI_LAYER_GZIP,
         teu_oci::media_type::OCI_LAYER_ZSTD,
@@ -558,14 +569,18 @@ pub fn read_record(record: &Path) -> Option<BuiltLayer> {
         diff_id,
         uncompressed_size,
         media_type,
+        toc_digest,
     })
 }
 
 fn write_record(record: &Path, layer: &BuiltLayer) -> Result<(), PipelineError> {
-    let text = format!(
+    let mut text = format!(
         "{RECORD_MAGIC}\ndigest {}\nsize {}\ndiff_id {}\nuncompressed_size {}\nmedia_type {}\n",
         layer.digest, layer.size, layer.diff_id, layer.uncompressed_size, layer.media_type
     );
+    if let Some(toc) = &layer.toc_digest {
+        text.push_str(&format!("toc_digest {toc}\n"));
+    }
     let dir = record.parent().expect("records live in a directory");
     let write = || -> io::Result<()> {
         fs::create_dir_all(dir)?;
