@@ -61,7 +61,7 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
         let fresh = map_in_order(&todo, LAYERS_AT_ONCE, |&i| {
             let layer = &spec.layers[i];
             let compression = layer.compression.unwrap_or(spec.compression);
-            layers::build_one(&layer.name, &layer.items_for(platform), compression, opts)
+            layers::build_one(layer, &layer.items_for(platform), compression, opts)
         });
         let mut mine: Vec<Option<(Cached, usize)>> = shared.clone();
         for (i, done) in todo.into_iter().zip(fresh) {
@@ -84,8 +84,11 @@ pub fn build(spec: &Spec, opts: &BuildOptions) -> Result<BuildReport, BuildError
                 entries,
                 cached: cached.hit,
             });
+            let mut descriptor =
+                Descriptor::new(built.media_type, built.digest.clone(), built.size);
+            descriptor.annotations = built.annotations();
             layers.push(Layer {
-                descriptor: Descriptor::new(built.media_type, built.digest, built.size),
+                descriptor,
                 diff_id: built.diff_id,
                 source: Arc::clone(&store_source),
             });

@@ -57,11 +57,12 @@ fn tar_layer(
 }
 
 pub(crate) fn build_one(
-    name: &str,
+    layer: &teu_spec::LayerSpec,
     items: &[Item],
     compression: Compression,
     opts: &BuildOptions,
 ) -> Result<(Cached, usize), BuildError> {
+    let name = &layer.name;
     let lopts = LayerOptions {
         compression,
         jobs: opts.jobs,
@@ -195,6 +196,15 @@ pub(crate) fn build_one(
         }
     }
     let mut entries = tree.finish(d)?;
+    if compression.estargz_chunk().is_some() {
+        // Prefetched files first, and the landmark a lazy snapshotter looks for.
+        entries = teu_layer::estargz::arrange(entries, &layer.prefetch).map_err(|e| {
+            LayerError::Source {
+                origin: layer.origin.clone(),
+                message: format!("prefetch: {e}"),
+            }
+        })?;
+    }
     leak_mtime_for_tests(&mut entries);
     let built = entries_layer(&entries, &lopts, opts, items)?;
     Ok((built, entries.len()))

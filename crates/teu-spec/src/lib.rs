@@ -72,6 +72,8 @@ pub enum Format {
 pub struct LayerSpec {
     pub name: String,
     pub compression: Option<Compression>,
+    /// eStargz: glob patterns of absolute image paths whose files go first (prefetched).
+    pub prefetch: Vec<String>,
     /// Entries for every platform (`src` may hold `{os}`, `{arch}`, `{variant}`, `{platform}`).
     pub items: Vec<Item>,
     /// Entries for one platform only.

@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
+use globset::GlobBuilder;
 use serde::Deserialize;
 use teu_layer::Compression;
 use teu_oci::{Platform, Reference};
@@ -32,6 +33,7 @@ struct Image {
     base: Option<Spanned<String>>,
     compression: Option<Spanned<String>>,
     compression_level: Option<Spanned<i64>>,
+    estargz_chunk_size: Option<Spanned<u64>>,
     platform: Option<Spanned<String>>,
     platforms: Option<Spanned<Vec<String>>>,
     format: Option<Spanned<String>>,
@@ -63,6 +65,9 @@ struct Layer {
     name: Option<String>,
     compression: Option<Spanned<String>>,
     compression_level: Option<Spanned<i64>>,
+    estargz_chunk_size: Option<Spanned<u64>>,
+    /// eStargz: files to put first, for a lazy snapshotter to prefetch.
+    prefetch: Option<Spanned<Vec<String>>>,
     /// Entries added only for one platform: `[layer.per_platform."linux/arm64"]`.
     #[serde(default)]
     per_platform: BTreeMap<Spanned<String>, PlatformItems>,
@@ -314,6 +319,25 @@ impl Ctx<'_> {
         Ok(items)
     }
 
+    /// `estargz_chunk_size` applied to `c`, which must be eStargz.
+    fn chunk(
+        &self,
+        c: Compression,
+        chunk: &Spanned<u64>,
+        key: &str,
+    ) -> Result<Compression, SpecError> {
+        let key = format!("{key}.estargz_chunk_size");
+        if c.estargz_chunk().is_none() {
+            return Err(self.err(
+                chunk.span(),
+                &key,
+                format!("only eStargz layers have chunks; this one is {c} (set compression = \"estargz\")"),
+            ));
+        }
+        c.with_chunk_size(*chunk.get_ref())
+            .map_err(|e| self.err(chunk.span(), &key, e.to_string()))
+    }
+
     /// A level without an algorithm keeps `default_name` (the image's algorithm).
     fn compression(
         &self,
@@ -365,6 +389,9 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
             "gzip",
         )?
         .unwrap_or_default();
+    if let Some(c) = &file.image.estargz_chunk_size {
+        spec.compression = cx.chunk(spec.compression, c, "image")?;
+    }
     if let (Some(_), Some(ps)) = (&file.image.platform, &file.image.platforms) {
         return Err(cx.err(
             ps.span(),
@@ -456,17 +483,44 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
     for (li, layer) in file.layers.into_iter().enumerate() {
         let lk = format!("layer[{li}]");
         let name = layer.name.clone().unwrap_or_else(|| format!("layer-{li}"));
-        let image_algorithm = match spec.compression {
-            Compression::Gzip { .. } => "gzip",
-            Compression::Zstd { .. } => "zstd",
-            Compression::None => "none",
-        };
-        let compression = cx.compression(
+        let mut compression = cx.compression(
             &layer.compression,
             &layer.compression_level,
             &lk,
-            image_algorithm,
+            spec.compression.name(),
         )?;
+        // A layer's eStargz keeps the image's chunk size unless it sets its own.
+        if let (Some(c), Some(chunk)) = (&mut compression, spec.compression.estargz_chunk()) {
+            *c = c
+                .with_chunk_size(chunk)
+                .expect("the image's chunk size was checked");
+        }
+        if let Some(chunk) = &layer.estargz_chunk_size {
+            let c = compression.unwrap_or(spec.compression);
+            compression = Some(cx.chunk(c, chunk, &lk)?);
+        }
+        let mut prefetch = Vec::new();
+        if let Some(p) = &layer.prefetch {
+            let key = format!("{lk}.prefetch");
+            // Only eStargz layers are reordered; another compression (say, `--compression
+            // gzip` over an eStargz spec) keeps path order, so this is not an error.
+            for pattern in p.get_ref() {
+                if !pattern.starts_with('/') {
+                    return Err(cx.err(
+                        p.span(),
+                        &key,
+                        format!("pattern {pattern:?} must be an absolute path in the image, such as \"/app/bin/server\" or \"/app/lib/**\""),
+                    ));
+                }
+                GlobBuilder::new(pattern)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| {
+                        cx.err(p.span(), &key, format!("pattern {pattern:?}: {}", e.kind()))
+                    })?;
+            }
+            prefetch = p.get_ref().clone();
+        }
         let mut first_span = None;
         let common = PlatformItems {
             copy: layer.copy,
@@ -496,6 +550,7 @@ pub(crate) fn parse(text: &str, label: &str, dir: &Path) -> Result<Spec, SpecErr
         spec.layers.push(LayerSpec {
             name,
             compression,
+            prefetch,
             items,
             per_platform,
             origin: cx.origin(first_span.unwrap_or(0..0), &lk),

@@ -294,6 +294,7 @@ fn apply_flags(spec: &mut Spec, args: &BuildArgs) -> Result<()> {
         spec.layers.push(LayerSpec {
             name: "files".to_string(),
             compression: None,
+            prefetch: Vec::new(),
             items,
             per_platform: Default::default(),
             origin: spec_origin("--copy"),
