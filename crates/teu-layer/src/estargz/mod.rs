@@ -243,17 +243,24 @@ pub fn read_toc<R: Read + Seek>(blob: &mut R) -> Result<ReadToc, EstargzError> {
     let mut member = Vec::new();
     blob.take(len - FOOTER_SIZE as u64 - at)
         .read_to_end(&mut member)?;
+    let (toc, digest, json) = parse_toc_member(&member)?;
+    Ok(ReadToc {
+        toc,
+        digest,
+        json,
+        toc_offset: at,
+    })
+}
+
+/// The TOC, its digest and JSON from the bytes of the TOC member (from the offset the
+/// footer names to the footer).
+pub fn parse_toc_member(member: &[u8]) -> Result<(Toc, Digest, Vec<u8>), EstargzError> {
     let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(&member[..]).read_to_end(&mut tar)?;
+    flate2::read::GzDecoder::new(member).read_to_end(&mut tar)?;
     let json = toc_json(&tar)?;
     let toc: Toc = serde_json::from_slice(json)
         .map_err(|e| EstargzError::NotEstargz(format!("the TOC is not valid JSON: {e}")))?;
-    Ok(ReadToc {
-        toc,
-        digest: Digest::of(json),
-        json: json.to_vec(),
-        toc_offset: at,
-    })
+    Ok((toc, Digest::of(json), json.to_vec()))
 }
 
 /// A TOC as read from a blob.

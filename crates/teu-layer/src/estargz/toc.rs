@@ -96,12 +96,15 @@ impl TocEntry {
     }
 }
 
+/// A file's SHA-256 and each of its chunks'.
+pub(crate) type FileHashes = ([u8; 32], Vec<[u8; 32]>);
+
 /// Content hashes of a layer's files, gathered while their bytes stream through.
 #[derive(Debug)]
 pub(crate) struct FileDigests {
     pub chunk: u64,
     /// By entry index: the whole file's SHA-256 and each chunk's.
-    pub files: Vec<Option<([u8; 32], Vec<[u8; 32]>)>>,
+    pub files: Vec<Option<FileHashes>>,
 }
 
 fn sha(h: &[u8; 32]) -> String {

@@ -11,6 +11,7 @@ mod daemons;
 mod diff_verify;
 mod edge_cases;
 mod errors;
+mod estargz;
 mod hostile;
 mod lock;
 mod memory;

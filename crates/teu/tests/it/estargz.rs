@@ -1,0 +1,356 @@
+//! eStargz layers checked by the readers that matter: plain runtimes (gzip, tar, umoci,
+//! skopeo, the registry) see a valid `tar+gzip` layer; the upstream Go `estargz` library
+//! (Debian's package, through teu-testkit's small Go program) opens the footer and TOC,
+//! verifies the TOC against the annotation and every chunk against its digest;
+//! `ctr-remote` finds the TOC digest in a private containerd's content store; and teu's
+//! own random-access reader fetches one file by the byte ranges the TOC names, from a
+//! file and with HTTP `Range` from the real registry.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use teu_layer::estargz::{self, parse_footer, parse_toc_member, FOOTER_SIZE};
+
+use crate::common::registry::{Auth, Registry};
+use crate::common::*;
+
+/// Incompressible bytes, reproducible from `seed`.
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// A tree with a file of three 4 MiB chunks (the default size), small files, an empty
+/// one, a symlink and a hard link; prefetching the server binary and the libraries.
+fn project(root: &Path) -> PathBuf {
+    let src = root.join("src");
+    write(&src.join("app/bin/server"), &random(9 << 20, 7));
+    for i in 0..40 {
+        let body = format!("library {i}\n").repeat(i * 31 + 1);
+        write(&src.join(format!("app/lib/lib{i:02}.so")), body.as_bytes());
+    }
+    write(&src.join("etc/app.conf"), b"key = value\n");
+    write(&src.join("etc/empty"), b"");
+    symlink("../etc/app.conf", src.join("app/conf")).unwrap();
+    fs::hard_link(src.join("etc/app.conf"), src.join("etc/app.conf.link")).unwrap();
+    fs::write(
+        root.join("teu.toml"),
+        "[image]\ncompression = \"estargz\"\nplatform = \"linux/amd64\"\n\n\
+         [[layer]]\nname = \"app\"\ncopy = [{ src = \"src/\", dest = \"/\" }]\n\
+         prefetch = [\"/app/bin/server\", \"/app/lib/**\"]\n",
+    )
+    .unwrap();
+    src
+}
+
+/// The layout's only manifest's layers: (digest, blob path, annotations).
+fn layers(layout: &Path) -> Vec<(String, PathBuf, Value)> {
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"].as_str().unwrap();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: Value = serde_json::from_slice(&fs::read(blob(m)).unwrap()).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let d = l["digest"].as_str().unwrap().to_string();
+            (d.clone(), blob(&d), l["annotations"].clone())
+        })
+        .collect()
+}
+
+fn verifier() -> PathBuf {
+    teu_testkit::estargz_verifier(Path::new(env!("CARGO_TARGET_TMPDIR")))
+}
+
+#[test]
+fn golden_digest_and_same_bytes_across_directories_and_threads() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("one/checkout");
+    let b = t.path().join("another/place");
+    copy_tree(&example_dir(), &a);
+    copy_tree(&example_dir(), &b);
+    let build = |dir: &Path, home: &str, jobs: &str, tz: &str| {
+        digest(&ok(teu(&t.path().join(home))
+            .current_dir(t.path())
+            .env("TZ", tz)
+            .args([
+                "build",
+                dir.to_str().unwrap(),
+                "--compression",
+                "estargz",
+                "--jobs",
+                jobs,
+                "-q",
+                "-o",
+                &format!("oci:{}", dir.join("out").display()),
+            ])))
+    };
+    let first = build(&a, "home-a", "1", "UTC");
+    let second = build(&b, "home-b", "2", "Asia/Tokyo");
+    assert_eq!(
+        first, second,
+        "same eStargz image from another place and thread count"
+    );
+    let golden = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/golden/estargz-hello.digest"),
+    )
+    .unwrap();
+    assert_eq!(
+        first,
+        golden.trim(),
+        "the eStargz bytes of the example changed: an encoder or layout change must be deliberate (bump estargz::WRITER_VERSION and this golden digest)"
+    );
+    let l = layers(&a.join("out"));
+    assert!(
+        l[0].2[estargz::TOC_DIGEST_ANNOTATION].is_string(),
+        "{:?}",
+        l[0].2
+    );
+}
+
+#[test]
+fn plain_tools_and_the_go_estargz_library_read_it() {
+    let t = tempfile::tempdir().unwrap();
+    let src = project(t.path());
+    let layout = t.path().join("out");
+    ok(teu(&t.path().join("home")).args([
+        "build",
+        t.path().to_str().unwrap(),
+        "-q",
+        "-o",
+        &format!("oci:{}:v1", layout.display()),
+    ]));
+    let l = layers(&layout);
+    assert_eq!(l.len(), 1);
+    let (_, blob, ann) = &l[0];
+    let toc_digest = ann[estargz::TOC_DIGEST_ANNOTATION].as_str().unwrap();
+
+    // gzip and tar: one valid stream, the TOC its last entry, prefetched files first.
+    ok(Command::new(tool("gzip")).arg("-t").arg(blob));
+    let list =
+        String::from_utf8(ok(Command::new(tool("tar")).arg("-tzf").arg(blob)).stdout).unwrap();
+    let names: Vec<&str> = list.lines().collect();
+    assert_eq!(names.last(), Some(&"stargz.index.json"), "{list}");
+    let server = names.iter().position(|n| *n == "app/bin/server").unwrap();
+    let mark = names
+        .iter()
+        .position(|n| *n == ".prefetch.landmark")
+        .unwrap();
+    let lib = names.iter().position(|n| *n == "app/lib/lib39.so").unwrap();
+    let conf = names.iter().position(|n| *n == "etc/app.conf").unwrap();
+    assert!(server < mark && lib < mark && mark < conf, "{list}");
+    // The uncompressed size annotation and diff_id cover the whole stream.
+    let mut tar = Vec::new();
+    flate2::read::MultiGzDecoder::new(fs::File::open(blob).unwrap())
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(
+        ann[estargz::UNCOMPRESSED_SIZE_ANNOTATION].as_str().unwrap(),
+        tar.len().to_string()
+    );
+
+    // The upstream reader: footer, TOC digest, every chunk and file digest.
+    let v = verifier();
+    let out = ok(Command::new(&v).arg(blob).arg(toc_digest));
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    // 4 directories, a symlink, 45 files: 43 of the sources, the landmark and the hard
+    // link (the library resolves it to its target's file). The server is three chunks,
+    // the empty file none.
+    assert_eq!(
+        report.trim(),
+        "ok entries=50 files=45 chunks=46",
+        "{report}"
+    );
+    let cat = ok(Command::new(&v)
+        .arg(blob)
+        .arg(toc_digest)
+        .args(["cat", "app/bin/server"]));
+    assert!(
+        cat.stdout == random(9 << 20, 7),
+        "the library reads the file's bytes"
+    );
+    // A wrong annotation is refused (the check is real).
+    let wrong = Command::new(&v)
+        .arg(blob)
+        .arg(format!("sha256:{}", "0".repeat(64)))
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+
+    // umoci: the rootfs is the sources plus the landmark and the TOC file.
+    let unpacked = t.path().join("unpacked");
+    ok(Command::new(tool("umoci")).args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:v1", layout.display()),
+        unpacked.to_str().unwrap(),
+    ]));
+    let rootfs = unpacked.join("rootfs");
+    assert_eq!(fs::read(rootfs.join(".prefetch.landmark")).unwrap(), [0x0f]);
+    fs::remove_file(rootfs.join(".prefetch.landmark")).unwrap();
+    fs::remove_file(rootfs.join("stargz.index.json")).unwrap();
+    assert_eq!(describe_tree(&rootfs), describe_tree(&src));
+
+    // skopeo copies it like any image.
+    ok(Command::new(tool("skopeo")).args([
+        "copy",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("oci:{}:v1", t.path().join("copied").display()),
+    ]));
+    assert_eq!(layers(&t.path().join("copied"))[0].0, l[0].0);
+}
+
+/// Fetch one file by the ranges the TOC names with `range(offset, len)`, having first
+/// read the footer and the TOC member the same way; check its bytes.
+fn fetch_by_ranges(
+    len: u64,
+    range: &mut dyn FnMut(u64, u64) -> Vec<u8>,
+    toc_digest: &str,
+    name: &str,
+    want: &[u8],
+) -> u64 {
+    let mut fetched = 0;
+    let mut get = |o: u64, l: u64| {
+        fetched += l;
+        range(o, l)
+    };
+    let footer = get(len - FOOTER_SIZE as u64, FOOTER_SIZE as u64);
+    let at = parse_footer(&footer).expect("an eStargz footer");
+    let member = get(at, len - FOOTER_SIZE as u64 - at);
+    let (toc, digest, _) = parse_toc_member(&member).unwrap();
+    assert_eq!(digest.to_string(), toc_digest);
+    let body = estargz::read_file_by_ranges(&toc, name, at, &mut |o, l| Ok(get(o, l))).unwrap();
+    assert!(body == want, "{name} read by ranges");
+    fetched
+}
+
+#[test]
+fn a_file_is_read_by_the_ranges_its_toc_names_from_a_file_and_the_registry() {
+    let t = tempfile::tempdir().unwrap();
+    let src = project(t.path());
+    let layout = t.path().join("out");
+    let reg = Registry::start(Auth::None);
+    let home = t.path().join("home");
+    ok(teu(&home).args([
+        "build",
+        t.path().to_str().unwrap(),
+        "-q",
+        "-o",
+        &format!("oci:{}", layout.display()),
+    ]));
+    ok(teu(&home).args([
+        "build",
+        t.path().to_str().unwrap(),
+        "-q",
+        "-o",
+        &format!("{}/lazy/app:1", reg.addr),
+    ]));
+    let (digest, blob, ann) = layers(&layout).remove(0);
+    let toc_digest = ann[estargz::TOC_DIGEST_ANNOTATION].as_str().unwrap();
+    let len = fs::metadata(&blob).unwrap().len();
+    let want = fs::read(src.join("app/lib/lib07.so")).unwrap();
+
+    let f = fs::File::open(&blob).unwrap();
+    let from_file = fetch_by_ranges(
+        len,
+        &mut |o, l| {
+            let mut b = vec![0; l as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, o).unwrap();
+            b
+        },
+        toc_digest,
+        "app/lib/lib07.so",
+        &want,
+    );
+    assert!(from_file < len / 10, "{from_file} of {len} bytes fetched");
+
+    let path = format!("/v2/lazy/app/blobs/{digest}");
+    let over_http = fetch_by_ranges(
+        len,
+        &mut |o, l| http_range(&reg.addr, &path, o, l),
+        toc_digest,
+        "app/lib/lib07.so",
+        &want,
+    );
+    assert_eq!(over_http, from_file);
+    // The second chunk of the big file, alone.
+    let server = random(9 << 20, 7);
+    fetch_by_ranges(
+        len,
+        &mut |o, l| http_range(&reg.addr, &path, o, l),
+        toc_digest,
+        "app/bin/server",
+        &server,
+    );
+}
+
+/// `GET path` with `Range: bytes=offset-(offset+len-1)`; the body of a 206 answer.
+fn http_range(addr: &str, path: &str, offset: u64, len: u64) -> Vec<u8> {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nRange: bytes={offset}-{}\r\nConnection: close\r\n\r\n",
+        offset + len - 1
+    )
+    .unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let end = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&resp[..end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    let body = resp[end + 4..].to_vec();
+    assert_eq!(body.len() as u64, len, "{head}");
+    body
+}
+
+#[test]
+fn ctr_remote_finds_the_toc_digest_in_containerd() {
+    let ctrd = teu_testkit::engines::Containerd::start();
+    let t = tempfile::tempdir().unwrap();
+    project(t.path());
+    let layout = t.path().join("out");
+    let home = t.path().join("home");
+    ok(teu(&home).args([
+        "build",
+        t.path().to_str().unwrap(),
+        "-q",
+        "-o",
+        &format!("oci:{}:v1", layout.display()),
+    ]));
+    ok(teu(&home).args([
+        "load",
+        &format!("oci:{}:v1", layout.display()),
+        "containerd:teu/docker.io/teu/lazy:v1",
+        "--containerd-address",
+        ctrd.socket.to_str().unwrap(),
+    ]));
+    let (digest, _, ann) = layers(&layout).remove(0);
+    let out = ok(Command::new(tool("ctr-remote"))
+        .arg("--address")
+        .arg(&ctrd.socket)
+        .args(["-n", "teu", "images", "get-toc-digest", &digest]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        ann[estargz::TOC_DIGEST_ANNOTATION].as_str().unwrap()
+    );
+}
