@@ -150,17 +150,13 @@ pub fn build_layer_cached(
     }
     let keys = plan::segment_keys(entries, &headers, &hashes, &segs);
     let (old, old_blob) = loaded.unwrap_or_else(load_prior);
-    let mut prior = match (&old, &old_blob) {
-        (Some(map), Some(blob)) => Some(prior(map, blob, &keys)),
+    // eStargz: the TOC holds every file's digest, so every file is read again (never
+    // resumed); unchanged members are still copied from the earlier blob.
+    let resumable = opts.compression.estargz_chunk().is_none();
+    let prior = match (&old, &old_blob) {
+        (Some(map), Some(blob)) => Some(prior(map, blob, &keys, resumable)),
         _ => None,
     };
-    if opts.compression.estargz_chunk().is_some() {
-        // The TOC holds every file's digest, so every file is read again; unchanged
-        // members are still copied from the earlier blob rather than compressed.
-        if let Some(p) = &mut prior {
-            p.resume = None;
-        }
-    }
     let from = prior
         .as_ref()
         .and_then(|p| p.resume.as_ref())
@@ -190,13 +186,16 @@ pub fn build_layer_cached(
 /// segments whose keys still match (at least one segment is always written), and copy
 /// any later segment whose key the earlier layer also has (the segments after a changed
 /// file are usually the same, just elsewhere in the blob).
-fn prior<'a>(map: &LayerMap, blob: &'a fs::File, keys: &[[u8; 32]]) -> Prior<'a> {
-    let same = map
-        .segs
-        .iter()
-        .zip(keys)
-        .take_while(|(m, k)| m.key == **k)
-        .count();
+fn prior<'a>(map: &LayerMap, blob: &'a fs::File, keys: &[[u8; 32]], resumable: bool) -> Prior<'a> {
+    let same = if !resumable {
+        0
+    } else {
+        map.segs
+            .iter()
+            .zip(keys)
+            .take_while(|(m, k)| m.key == **k)
+            .count()
+    };
     let from = same.min(keys.len().saturating_sub(1));
     let resume = (from > 0).then(|| {
         let last = &map.segs[from - 1];
