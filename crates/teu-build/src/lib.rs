@@ -7,6 +7,9 @@
 //!   store.
 //! - [`layers`]: spec items to layer entries, and the layer cache hook.
 //! - [`assemble`]: config and manifest on top of the base, the index, the Docker rewrite.
+//! - [`convert`]: an existing image or index in another compression (eStargz included),
+//!   layer by layer through teu's pipeline and a conversion cache, configs, manifests and
+//!   index rewritten.
 //!
 //! The layer bytes themselves are `teu-layer`'s craft; where an image is then written is
 //! `teu-image`'s transports' business.
@@ -14,6 +17,7 @@
 pub mod assemble;
 pub mod base;
 mod build;
+pub mod convert;
 mod error;
 pub mod layers;
 mod options;

@@ -61,6 +61,9 @@ enum Command {
     /// Load an image into Docker, podman or containerd, moving only what the engine lacks
     #[command(after_help = load::HELP)]
     Load(load::LoadArgs),
+    /// Convert an image or index to another layer compression (estargz for lazy pulling)
+    #[command(after_help = convert::HELP)]
+    Convert(convert::ConvertArgs),
     /// Show an image's index or manifest, its config and layers, wherever it lives
     Inspect(inspect::InspectArgs),
     /// Print the digest a reference resolves to
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Command::Copy(args) => transfer::run(transfer::Verb::Copy, args),
         Command::Pull(args) => transfer::run(transfer::Verb::Pull, args),
         Command::Load(args) => load::run(args),
+        Command::Convert(args) => convert::run(args),
         Command::Inspect(args) => inspect::inspect(args),
         Command::Digest(args) => inspect::digest(args),
         Command::Tags(args) => tags::run(args),

@@ -572,7 +572,7 @@ pub fn read_record(record: &Path) -> Option<BuiltLayer> {
     })
 }
 
-fn write_record(record: &Path, layer: &BuiltLayer) -> Result<(), PipelineError> {
+pub fn write_record(record: &Path, layer: &BuiltLayer) -> Result<(), PipelineError> {
     let mut text = format!(
         "{RECORD_MAGIC}\ndigest {}\nsize {}\ndiff_id {}\nuncompressed_size {}\nmedia_type {}\n",
         layer.digest, layer.size, layer.diff_id, layer.uncompressed_size, layer.media_type

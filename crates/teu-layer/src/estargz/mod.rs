@@ -17,6 +17,7 @@
 //! ([`tail`]). Not written: `innerOffset` (readers before 0.13, Debian's 0.12
 //! included, do not know it), xattrs (teu layers have none).
 
+pub mod convert;
 pub mod footer;
 pub mod toc;
 

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod convert;
 pub mod diff;
 pub mod inspect;
 pub mod load;
