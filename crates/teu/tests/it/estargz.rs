@@ -387,3 +387,103 @@ fn cached_and_one_file_rebuilds_equal_a_clean_build() {
         .arg(blob)
         .arg(ann[estargz::TOC_DIGEST_ANNOTATION].as_str().unwrap()));
 }
+
+#[test]
+fn convert_between_registries_round_trips_and_reuses_converted_layers() {
+    let reg = Registry::start(Auth::None);
+    let t = tempfile::tempdir().unwrap();
+    let src = project(t.path());
+    // A gzip index of two platforms sharing the layer, as a base would come.
+    fs::write(
+        t.path().join("teu.toml"),
+        "[image]\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n\n\
+         [[layer]]\nname = \"app\"\ncopy = [{ src = \"src/\", dest = \"/\" }]\n",
+    )
+    .unwrap();
+    let home = t.path().join("home");
+    let r = |tag: &str| format!("{}/conv/app:{tag}", reg.addr);
+    ok(teu(&home).args(["build", t.path().to_str().unwrap(), "-q", "-o", &r("gz")]));
+    let convert = |from: &str, to: &str, c: &str| -> Value {
+        let out = ok(teu(&home).args(["convert", from, to, "--compression", c, "--json", "-q"]));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let esgz = convert(&r("gz"), &r("esgz"), "estargz");
+    let layers_done = esgz["layers"].as_array().unwrap();
+    assert_eq!(
+        layers_done.len(),
+        1,
+        "the shared layer is converted once: {esgz}"
+    );
+    assert_eq!(layers_done[0]["cached"], false);
+    assert!(layers_done[0]["toc_digest"].is_string());
+
+    // The same source layer again: from the conversion cache, same image.
+    let layout = t.path().join("esgz");
+    let again = convert(&r("gz"), &format!("oci:{}:v1", layout.display()), "estargz");
+    assert_eq!(again["layers"][0]["cached"], true, "{again}");
+    assert_eq!(again["digest"], esgz["digest"]);
+
+    // eStargz -> gzip -> eStargz gives the same digest; eStargz -> eStargz too.
+    let gz2 = convert(&r("esgz"), &r("gz2"), "gzip");
+    assert_ne!(gz2["digest"], esgz["digest"]);
+    let esgz2 = convert(&r("gz2"), &r("esgz2"), "estargz");
+    assert_eq!(esgz2["digest"], esgz["digest"]);
+    let same = convert(&r("esgz"), &r("esgz3"), "estargz");
+    assert_eq!(same["digest"], esgz["digest"]);
+    let zstd = convert(&r("esgz"), &r("zstd"), "zstd");
+    assert_eq!(
+        zstd["layers"][0]["media_type"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+
+    // The converted image is a valid eStargz image: the library verifies the layer, umoci
+    // unpacks it (checking the rewritten diff_ids) to the sources.
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let top = index["manifests"][0]["digest"].as_str().unwrap();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let inner: Value = serde_json::from_slice(&fs::read(blob(top)).unwrap()).unwrap();
+    let amd64 = inner["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "amd64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest: Value = serde_json::from_slice(&fs::read(blob(&amd64)).unwrap()).unwrap();
+    let layer = &manifest["layers"][0];
+    ok(Command::new(verifier())
+        .arg(blob(layer["digest"].as_str().unwrap()))
+        .arg(
+            layer["annotations"][estargz::TOC_DIGEST_ANNOTATION]
+                .as_str()
+                .unwrap(),
+        ));
+    let flat = t.path().join("flat");
+    ok(teu(&home).args([
+        "copy",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("oci:{}:amd64", flat.display()),
+        "--platform",
+        "linux/amd64",
+        "-q",
+    ]));
+    let unpacked = t.path().join("unpacked");
+    ok(Command::new(tool("umoci")).args([
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{}:amd64", flat.display()),
+        unpacked.to_str().unwrap(),
+    ]));
+    let rootfs = unpacked.join("rootfs");
+    fs::remove_file(rootfs.join(".no.prefetch.landmark")).unwrap();
+    fs::remove_file(rootfs.join("stargz.index.json")).unwrap();
+    assert_eq!(describe_tree(&rootfs), describe_tree(&src));
+}
