@@ -22,7 +22,11 @@ teu inspect alpine:3.20                       # an index: its platforms; an imag
 teu inspect alpine:3.20 --platform linux/arm64   # one image of the index\n  \
 teu inspect localhost:5000/app:1 --raw        # the manifest or index exactly as stored\n  \
 teu inspect oci-archive:app.tar --config      # the image config JSON (the host's platform)\n  \
-teu inspect oci:./out:v1 --json\n\n\
+teu inspect oci:./out:v1 --json\n  \
+teu inspect oci:./out:v1 --toc sha256:…       # an eStargz layer's table of contents (--json: as JSON)\n\n\
+Layers marked eStargz carry the containerd.io/snapshot/stargz/toc.digest annotation; --toc \
+reads the layer (verified against its digest), then its footer and TOC, and checks the \
+TOC against the annotation.\n\n\
 REF: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], \
 HOST/REPO[:TAG|@DIGEST] or docker://…; the output is the same for the same image wherever \
 it lives.")]
@@ -38,6 +42,9 @@ pub struct InspectArgs {
     /// Show the image for this platform out of an index (default: the index itself)
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
+    /// Print the table of contents of this eStargz layer of the image (or index)
+    #[arg(long, value_name = "LAYER-DIGEST", conflicts_with_all = ["raw", "config"])]
+    toc: Option<String>,
     /// Print a JSON summary
     #[arg(long, conflicts_with_all = ["raw", "config"])]
     json: bool,
@@ -141,6 +148,9 @@ fn open(reference: &str, registry: &RegistryArgs) -> Result<(String, Top)> {
 
 pub fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let (name, top) = open(&args.reference, &args.registry)?;
+    if let Some(layer) = &args.toc {
+        return print_toc(&name, top, layer, args.platform.as_deref(), args.json);
+    }
     let out = std::io::stdout();
     let mut out = out.lock();
     if args.config {
@@ -244,7 +254,16 @@ fn print_summary(s: &Summary, json: bool) -> Result<ExitCode> {
         );
     }
     for l in &s.layers {
-        println!("    {} {} ({})", l.digest, l.media_type, bytes(l.size));
+        let lazy = match l.annotations.get(teu_layer::estargz::TOC_DIGEST_ANNOTATION) {
+            Some(toc) => format!(" eStargz, TOC {toc}"),
+            None => String::new(),
+        };
+        println!(
+            "    {} {} ({}){lazy}",
+            l.digest,
+            l.media_type,
+            bytes(l.size)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -256,5 +275,92 @@ pub fn digest(args: DigestArgs) -> Result<ExitCode> {
         Some(p) => image_for(top.blobs, &top.descriptor, &platform_arg(Some(p))?)?.digest(),
     };
     println!("{d}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--toc`: find the layer in the image (or any image of the index), read it verified
+/// into a temporary file, and print its TOC.
+fn print_toc(
+    name: &str,
+    top: Top,
+    layer: &str,
+    platform: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
+    let want: Digest = layer
+        .parse()
+        .map_err(|e| crate::args::usage(format!("--toc: {e}")))?;
+    let which = crate::args::select_arg(platform)?;
+    let artifact = select::select(top.blobs, &top.descriptor, &which)?;
+    let found = artifact
+        .images()
+        .into_iter()
+        .flat_map(|i| i.layers.iter())
+        .find(|l| l.descriptor.digest == want)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{name} has no layer {want}"))?;
+    let mut file = tempfile::tempfile()?;
+    {
+        let mut w = teu_oci::Sha256Writer::new(&mut file);
+        std::io::copy(&mut found.source.open(&want)?, &mut w)?;
+        let (actual, n, _) = w.finish();
+        if actual != want || n != found.descriptor.size {
+            anyhow::bail!("layer {want} read from {name} is {actual} ({n} bytes): corrupt");
+        }
+    }
+    let read = teu_layer::estargz::read_toc(&mut file)
+        .map_err(|e| anyhow::anyhow!("layer {want}: {e}"))?;
+    let annotated = found
+        .descriptor
+        .annotations
+        .get(teu_layer::estargz::TOC_DIGEST_ANNOTATION);
+    if let Some(a) = annotated {
+        if *a != read.digest.to_string() {
+            anyhow::bail!(
+                "layer {want}: its TOC is {} but the descriptor's annotation says {a}",
+                read.digest
+            );
+        }
+    }
+    if json {
+        let v = serde_json::json!({
+            "layer": want,
+            "toc_digest": read.digest,
+            "toc_offset": read.toc_offset,
+            "annotated": annotated.is_some(),
+            "toc": read.toc,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("layer {want}");
+    println!(
+        "  toc digest: {}{}",
+        read.digest,
+        if annotated.is_some() {
+            " (matches the annotation)"
+        } else {
+            " (no annotation)"
+        }
+    );
+    println!("  toc offset: {}", read.toc_offset);
+    println!("  entries:    {}", read.toc.entries.len());
+    for e in &read.toc.entries {
+        let what = match e.kind.as_str() {
+            "reg" | "chunk" if e.offset != 0 => format!(
+                "{:>10} @{} +{}",
+                if e.kind == "reg" {
+                    e.size
+                } else {
+                    e.chunk_size
+                },
+                e.offset,
+                e.chunk_offset
+            ),
+            "symlink" | "hardlink" => format!("-> {}", e.link_name),
+            _ => String::new(),
+        };
+        println!("    {:<8} {} {what}", e.kind, e.name);
+    }
     Ok(ExitCode::SUCCESS)
 }

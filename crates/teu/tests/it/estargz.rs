@@ -487,3 +487,67 @@ fn convert_between_registries_round_trips_and_reuses_converted_layers() {
     fs::remove_file(rootfs.join("stargz.index.json")).unwrap();
     assert_eq!(describe_tree(&rootfs), describe_tree(&src));
 }
+
+#[test]
+fn inspect_marks_estargz_layers_prints_the_toc_and_diff_reads_them() {
+    let t = tempfile::tempdir().unwrap();
+    let home = t.path().join("home");
+    let out = |name: &str| format!("oci:{}:v1", t.path().join(name).display());
+    for (name, c) in [("esgz", "estargz"), ("gz", "gzip")] {
+        ok(teu(&home).args([
+            "build",
+            example_dir().to_str().unwrap(),
+            "--compression",
+            c,
+            "-q",
+            "-o",
+            &out(name),
+        ]));
+    }
+    let human = String::from_utf8(ok(teu(&home).args(["inspect", &out("esgz")])).stdout).unwrap();
+    let (digest, _, ann) = layers(&t.path().join("esgz")).remove(0);
+    let toc = ann[estargz::TOC_DIGEST_ANNOTATION].as_str().unwrap();
+    assert!(human.contains(&format!("eStargz, TOC {toc}")), "{human}");
+    let plain = String::from_utf8(ok(teu(&home).args(["inspect", &out("gz")])).stdout).unwrap();
+    assert!(!plain.contains("eStargz"), "{plain}");
+
+    let json: Value = serde_json::from_slice(
+        &ok(teu(&home).args(["inspect", &out("esgz"), "--toc", &digest, "--json"])).stdout,
+    )
+    .unwrap();
+    assert_eq!(json["toc_digest"], toc);
+    assert_eq!(json["annotated"], true);
+    let entries = json["toc"]["entries"].as_array().unwrap();
+    assert_eq!(entries[0]["name"], ".no.prefetch.landmark");
+    assert!(entries
+        .iter()
+        .any(|e| e["name"] == "app/bin/hello" && e["type"] == "reg"));
+    let text =
+        String::from_utf8(ok(teu(&home).args(["inspect", &out("esgz"), "--toc", &digest])).stdout)
+            .unwrap();
+    assert!(text.contains("(matches the annotation)"), "{text}");
+
+    let gz_layer = layers(&t.path().join("gz")).remove(0).0;
+    let (_, err) = fails(teu(&home).args(["inspect", &out("gz"), "--toc", &gz_layer]));
+    assert!(err.contains("not an eStargz blob"), "{err}");
+
+    // diff reads both as tar+gzip: the same files, plus the landmark and the TOC.
+    // (exit status 1: the images differ, as diff(1) says)
+    let d = teu(&home)
+        .args(["diff", &out("gz"), &out("esgz")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        d.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&d.stderr)
+    );
+    let diff = String::from_utf8(d.stdout).unwrap();
+    assert!(diff.contains("+ /.no.prefetch.landmark"), "{diff}");
+    assert!(diff.contains("+ /stargz.index.json"), "{diff}");
+    assert!(
+        !diff.contains("app/bin/hello"),
+        "same files otherwise: {diff}"
+    );
+}
