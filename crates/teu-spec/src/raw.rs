@@ -738,4 +738,57 @@ remove = ["/etc/motd"]      # whiteouts for paths of the base
         assert!(parse_mode("17777").is_err());
         assert!(parse_mode("").is_err());
     }
+
+    #[test]
+    fn estargz_keys_are_parsed_and_checked() {
+        let spec = parse(
+            "[image]\ncompression = \"estargz\"\nestargz_chunk_size = 65536\n\
+             [[layer]]\nprefetch = [\"/app/bin/server\", \"/app/lib/**\"]\n\
+             [[layer]]\ncompression_level = 9\n\
+             [[layer]]\nestargz_chunk_size = 8192\n",
+            "teu.toml",
+            Path::new("/spec"),
+        )
+        .unwrap();
+        assert_eq!(
+            spec.compression,
+            Compression::Estargz {
+                level: 6,
+                chunk: 65536
+            }
+        );
+        assert_eq!(spec.layers[0].prefetch, ["/app/bin/server", "/app/lib/**"]);
+        assert_eq!(
+            spec.layers[1].compression,
+            Some(Compression::Estargz {
+                level: 9,
+                chunk: 65536
+            }),
+            "a level alone keeps the image's algorithm and chunk size"
+        );
+        assert_eq!(
+            spec.layers[2].compression,
+            Some(Compression::Estargz {
+                level: 6,
+                chunk: 8192
+            })
+        );
+        let e = parse_err("[[layer]]\nestargz_chunk_size = 65536\n");
+        assert!(
+            e.contains("layer[0].estargz_chunk_size") && e.contains("gzip"),
+            "{e}"
+        );
+        let e = parse_err("[image]\ncompression = \"estargz\"\nestargz_chunk_size = 10\n");
+        assert!(e.contains("out of range"), "{e}");
+        let e = parse_err("[[layer]]\nprefetch = [\"app/bin\"]\n");
+        assert!(
+            e.contains("layer[0].prefetch") && e.contains("absolute"),
+            "{e}"
+        );
+        let e = parse_err("[[layer]]\nprefetch = [\"/app/[\"]\n");
+        assert!(
+            e.contains("layer[0].prefetch") && e.contains("/app/["),
+            "{e}"
+        );
+    }
 }
