@@ -34,6 +34,7 @@ teu build                                  # ./teu.toml, written to oci:teu-out:
 teu build examples/hello -o oci:out:v1     # a spec directory, to a layout tagged v1\n  \
 teu build app/teu.toml -o oci-archive:app.tar -o docker-archive:app-docker.tar:app:1\n  \
 teu build --no-cache                       # rebuild every layer from scratch (same digest)\n  \
+teu build --compression estargz            # lazily pullable layers (prefetch: see docs/spec.md)\n  \
 teu build --base alpine:3.20 --copy ./app:/app -o registry.example.com/me/app:1 --tag latest\n  \
 teu build --base oci:base:3.20 --copy ./bin/app:/usr/local/bin/app --entrypoint /usr/local/bin/app -o oci:out\n  \
 SOURCE_DATE_EPOCH=1700000000 teu build --json\n\n\
@@ -94,7 +95,7 @@ pub struct BuildArgs {
     #[arg(long = "volume", value_name = "PATH")]
     volumes: Vec<String>,
 
-    /// Layer compression: gzip, zstd or none, optionally with a level (zstd:9)
+    /// Layer compression: gzip, zstd, estargz (lazily pullable gzip) or none, optionally with a level (zstd:9)
     #[arg(long, value_name = "ALGO[:LEVEL]")]
     compression: Option<String>,
 
