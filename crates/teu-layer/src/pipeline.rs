@@ -748,7 +748,8 @@ fn write_tar(
                 if let Some(h) = &mut file_hash {
                     h.update(&chunk[..n]);
                 }
-                if let Some(d) = &digests {
+                // A file of one chunk has the file's digest as its chunk digest.
+                if let Some(d) = digests.as_ref().filter(|d| expected > d.chunk) {
                     chunks.update(d.chunk, done, &chunk[..n]);
                 }
                 w.put(i, hl + done, &chunk[..n])?;
@@ -761,7 +762,14 @@ fn write_tar(
                 }
             }
             if let (Some(h), Some(d)) = (file_hash, &mut digests) {
-                d.files[i] = Some((h, chunks.finish()));
+                let chunks = if expected > d.chunk {
+                    chunks.finish()
+                } else if expected > 0 {
+                    vec![h]
+                } else {
+                    Vec::new()
+                };
+                d.files[i] = Some((h, chunks));
             }
             if done != expected {
                 return Err(PipelineError::Changed {
