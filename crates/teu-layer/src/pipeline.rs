@@ -393,32 +393,46 @@ fn run(
                         Err(_) => None,
                     }
                 };
-                let Some(((mut data, reuse, done), mut compressed)) = next else {
+                let Some(((mut data, ends, reuses, done), mut compressed)) = next else {
                     break;
                 };
-                // A segment the earlier blob holds is copied from it, not compressed; if
-                // that read fails, compressing gives the same bytes.
-                let copied = match (old, reuse) {
-                    (Some(blob), Some((offset, len))) => {
-                        compressed.resize(len as usize, 0);
-                        std::os::unix::fs::FileExt::read_exact_at(blob, &mut compressed, offset)
-                            .is_ok()
+                compressed.clear();
+                let mut lens = Vec::with_capacity(ends.len());
+                // A job of one segment compresses into the recycled output buffer.
+                let single = ends.len() == 1;
+                let mut one = Vec::new();
+                let mut start = 0;
+                for (&end, reuse) in ends.iter().zip(reuses) {
+                    let segment = &data[start..end];
+                    start = end;
+                    // A segment the earlier blob holds is copied from it, not compressed;
+                    // if that read fails, compressing gives the same bytes.
+                    let dst = if single { &mut compressed } else { &mut one };
+                    let copied = match (old, reuse) {
+                        (Some(blob), Some((offset, len))) => {
+                            dst.resize(len as usize, 0);
+                            std::os::unix::fs::FileExt::read_exact_at(blob, dst, offset).is_ok()
+                        }
+                        _ => false,
+                    };
+                    if !copied {
+                        COMPRESSED.fetch_add(1, Ordering::Relaxed);
+                        match segments {
+                            Some(cache) => cache.compress_into(&compression, segment, dst),
+                            None => compression.compress_segment_into(segment, dst),
+                        }
                     }
-                    _ => false,
-                };
-                if !copied {
-                    COMPRESSED.fetch_add(1, Ordering::Relaxed);
-                    match segments {
-                        Some(cache) => cache.compress_into(&compression, &data, &mut compressed),
-                        None => compression.compress_segment_into(&data, &mut compressed),
+                    if !single {
+                        compressed.extend_from_slice(&one);
                     }
+                    lens.push(compressed.len());
                 }
-                let _ = done.send(compressed);
+                let _ = done.send((compressed, lens));
                 data.clear();
                 let _ = pool_tx.send(data);
             });
         }
-        let (order_tx, order_rx) = sync_channel::<Receiver<Vec<u8>>>(in_flight);
+        let (order_tx, order_rx) = sync_channel::<Receiver<Compressed>>(in_flight);
         // The writer hands back the uncommitted blob: only a complete tar stream is committed.
         let writer = scope.spawn(move || -> Result<Written, PipelineError> {
             let tmp = store.temp_file()?;
@@ -440,11 +454,15 @@ fn run(
             {
                 let mut out = io::BufWriter::with_capacity(256 * 1024, tmp.as_file());
                 for result in order_rx {
-                    let compressed = result.recv().expect("a worker answers every job");
-                    starts.push(digest.len());
-                    digest.update(&compressed);
+                    let (compressed, ends) = result.recv().expect("a worker answers every job");
+                    let mut start = 0;
+                    for end in ends {
+                        starts.push(digest.len());
+                        digest.update(&compressed[start..end]);
+                        after.push(digest);
+                        start = end;
+                    }
                     out.write_all(&compressed).map_err(PipelineError::Write)?;
-                    after.push(digest);
                     if digest.len() - flushed.0 >= WRITE_BACK_EVERY {
                         out.flush().map_err(PipelineError::Write)?;
                         flushed.start(out.get_ref(), digest.len());
@@ -459,6 +477,15 @@ fn run(
         drop(pool_tx);
         let mut sink = Segmenter {
             buf: Vec::with_capacity(policy.max + READ_CHUNK),
+            ends: Vec::new(),
+            reuses: Vec::new(),
+            // eStargz members are mostly a small file each: one job per member would
+            // make the hand-offs between threads, not compression, set the pace.
+            batch: if opts.compression.estargz_chunk().is_some() {
+                BATCH
+            } else {
+                0
+            },
             pool: pool_rx,
             reserve: policy.max + READ_CHUNK,
             reuse: reuse.into_iter(),
@@ -466,7 +493,7 @@ fn run(
             order_tx,
         };
         let produced = produce(&mut sink);
-        let flushed = sink.cut();
+        let flushed = sink.cut().and_then(|()| sink.dispatch());
         // Closing the queues lets the workers and the writer finish.
         drop(sink);
         // A writer error (disk full) is the cause of any "writer stopped" the producer saw.
@@ -538,7 +565,18 @@ impl WriteBack {
 
 /// A segment to compress, where the earlier blob holds it (if it does), and where the
 /// result goes.
-type Job = (Vec<u8>, Option<(u64, u64)>, SyncSender<Vec<u8>>);
+/// A job holds one segment, or several small ones (`ends` in its bytes, each compressed
+/// alone): the compressed bytes come back with the end of each segment in them.
+type Job = (
+    Vec<u8>,
+    Vec<usize>,
+    Vec<Option<(u64, u64)>>,
+    SyncSender<Compressed>,
+);
+type Compressed = (Vec<u8>, Vec<usize>);
+
+/// Bytes of small segments a job gathers before it is sent (eStargz only).
+const BATCH: usize = 256 * 1024;
 /// The blob, its hash state, the state after each segment and where each segment starts.
 type Written = (
     tempfile::NamedTempFile,
@@ -569,13 +607,43 @@ impl TarSink for Direct {
 
 struct Segmenter {
     buf: Vec<u8>,
+    /// Ends of the segments in `buf` so far, and where the earlier blob holds each.
+    ends: Vec<usize>,
+    reuses: Vec<Option<(u64, u64)>>,
+    /// Send a job once it holds this many bytes (0: each segment alone).
+    batch: usize,
     /// Emptied buffers back from the workers.
     pool: Receiver<Vec<u8>>,
     reserve: usize,
     /// Where the earlier blob holds each segment to come, in order.
     reuse: std::vec::IntoIter<Option<(u64, u64)>>,
     job_tx: SyncSender<Job>,
-    order_tx: SyncSender<Receiver<Vec<u8>>>,
+    order_tx: SyncSender<Receiver<Compressed>>,
+}
+
+impl Segmenter {
+    /// Send the segments gathered so far as one job.
+    fn dispatch(&mut self) -> Result<(), PipelineError> {
+        if self.ends.is_empty() {
+            return Ok(());
+        }
+        let (done_tx, done_rx) = sync_channel(1);
+        // A closed queue means the writer failed; its error is reported by the caller.
+        let gone = || PipelineError::Write(io::Error::other("layer writer stopped"));
+        self.order_tx.send(done_rx).map_err(|_| gone())?;
+        let data = std::mem::take(&mut self.buf);
+        let ends = std::mem::take(&mut self.ends);
+        let reuses = std::mem::take(&mut self.reuses);
+        self.job_tx
+            .send((data, ends, reuses, done_tx))
+            .map_err(|_| gone())?;
+        // Then wait for a free buffer to fill: memory stays bounded, and with two
+        // buffers both workers can be compressing while this thread waits.
+        let mut next = self.pool.recv().map_err(|_| gone())?;
+        next.reserve(self.reserve);
+        self.buf = next;
+        Ok(())
+    }
 }
 
 impl TarSink for Segmenter {
@@ -584,23 +652,14 @@ impl TarSink for Segmenter {
         Ok(())
     }
     fn cut(&mut self) -> Result<(), PipelineError> {
-        if self.buf.is_empty() {
+        if self.buf.len() == self.ends.last().copied().unwrap_or(0) {
             return Ok(());
         }
-        let (done_tx, done_rx) = sync_channel(1);
-        // A closed queue means the writer failed; its error is reported by the caller.
-        let gone = || PipelineError::Write(io::Error::other("layer writer stopped"));
-        self.order_tx.send(done_rx).map_err(|_| gone())?;
-        let data = std::mem::take(&mut self.buf);
-        let reuse = self.reuse.next().flatten();
-        self.job_tx
-            .send((data, reuse, done_tx))
-            .map_err(|_| gone())?;
-        // Then wait for a free buffer to fill: memory stays bounded, and with two
-        // buffers both workers can be compressing while this thread waits.
-        let mut next = self.pool.recv().map_err(|_| gone())?;
-        next.reserve(self.reserve);
-        self.buf = next;
+        self.ends.push(self.buf.len());
+        self.reuses.push(self.reuse.next().flatten());
+        if self.buf.len() >= self.batch {
+            self.dispatch()?;
+        }
         Ok(())
     }
 }
