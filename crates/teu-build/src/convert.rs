@@ -207,7 +207,8 @@ impl Cx<'_> {
         }
         let opts = self.opts;
         let record = cache_dir(&opts.store)
-            .join("converted")
+            // Beside build records, so `teu cache gc` drops it with its blob.
+            .join("layers")
             .join(conversion_key(from, &opts.compression).hex());
         let (built, cached) = match (!opts.no_cache)
             .then(|| lookup(&record, &opts.store))

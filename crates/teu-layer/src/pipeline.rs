@@ -6,7 +6,10 @@
 //! segments in parallel; one writer thread takes the compressed segments back in order,
 //! hashes them for the digest and writes them to a temporary file in the store, which is
 //! fsynced and renamed when the layer is complete. At most a fixed number of segments is
-//! in flight, so memory stays bounded whatever the layer size.
+//! in flight, so memory stays bounded whatever the layer size. eStargz layers hand a
+//! worker several small segments (members) per job; each is still compressed alone.
+//! Their TOC, which names every member's offset, is appended once the last one is
+//! written ([`crate::estargz`]).
 //!
 //! A build may resume an earlier one ([`Resume`]): the segments before the first one that
 //! changed are copied from the earlier blob (in the kernel, `copy_file_range`), and both
