@@ -945,6 +945,7 @@ mod tests {
             Compression::default(),
             "zstd".parse().unwrap(),
             Compression::None,
+            "estargz".parse().unwrap(),
         ] {
             let mut seen = Vec::new();
             for jobs in [1, 2, 16] {

@@ -82,12 +82,14 @@ fn verifier() -> PathBuf {
 }
 
 #[test]
-fn golden_digest_and_same_bytes_across_directories_and_threads() {
+fn golden_digest_and_same_bytes_across_directories_umask_mtimes_and_threads() {
     let t = tempfile::tempdir().unwrap();
     let a = t.path().join("one/checkout");
     let b = t.path().join("another/place");
     copy_tree(&example_dir(), &a);
     copy_tree(&example_dir(), &b);
+    // Checked out elsewhere: umask 077 permissions and scattered mtimes.
+    crate::reproducible::roughen(&b, 7);
     let build = |dir: &Path, home: &str, jobs: &str, tz: &str| {
         digest(&ok(teu(&t.path().join(home))
             .current_dir(t.path())

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 /// Make a copy look as if it had been checked out elsewhere: umask 077 permissions
 /// (0600 files, 0700 dirs and executables) and scattered mtimes.
-fn roughen(dir: &Path, seed: u64) {
+pub(crate) fn roughen(dir: &Path, seed: u64) {
     for (i, e) in walk(dir).into_iter().enumerate() {
         let m = fs::symlink_metadata(&e).unwrap();
         if m.file_type().is_symlink() {
