@@ -553,3 +553,77 @@ fn inspect_marks_estargz_layers_prints_the_toc_and_diff_reads_them() {
         "same files otherwise: {diff}"
     );
 }
+
+#[test]
+fn convert_keeps_a_foreign_layers_entries_order_and_metadata() {
+    // A layer written by GNU tar (./ prefixes, GNU long names, a hard link, real mtimes),
+    // used verbatim, then converted: the rootfs is the same, landmark and TOC aside.
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    let long = format!("{}/{}", "d".repeat(120), "f".repeat(110));
+    write(&src.join(&long), b"long\n");
+    write(&src.join("a"), b"x\n");
+    fs::hard_link(src.join("a"), src.join("hl")).unwrap();
+    symlink("a", src.join("sl")).unwrap();
+    write(&src.join("big"), &random(5 << 20, 3));
+    ok(Command::new(tool("tar")).args([
+        "-C",
+        src.to_str().unwrap(),
+        "-czf",
+        t.path().join("layer.tar.gz").to_str().unwrap(),
+        "--owner=0",
+        "--group=0",
+        ".",
+    ]));
+    fs::write(
+        t.path().join("teu.toml"),
+        "[image]\nplatform = \"linux/amd64\"\n[[layer]]\ntars = [{ src = \"layer.tar.gz\", normalize = false }]\n",
+    )
+    .unwrap();
+    let home = t.path().join("home");
+    let at = |n: &str| format!("oci:{}:v1", t.path().join(n).display());
+    ok(teu(&home).args(["build", t.path().to_str().unwrap(), "-q", "-o", &at("gz")]));
+    ok(teu(&home).args([
+        "convert",
+        &at("gz"),
+        &at("es"),
+        "--compression",
+        "estargz",
+        "-q",
+    ]));
+    let (_, blob, ann) = layers(&t.path().join("es")).remove(0);
+    let out = ok(Command::new(verifier())
+        .arg(&blob)
+        .arg(ann[estargz::TOC_DIGEST_ANNOTATION].as_str().unwrap()));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("files=5 chunks=6"),
+        "a, its hard link (read through a), the long-named file, big in two chunks, the landmark: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let unpack = |n: &str| {
+        let dir = t.path().join(format!("unpacked-{n}"));
+        ok(Command::new(tool("umoci")).args([
+            "unpack",
+            "--rootless",
+            "--image",
+            &format!("{}:v1", t.path().join(n).display()),
+            dir.to_str().unwrap(),
+        ]));
+        dir.join("rootfs")
+    };
+    let (gz, es) = (unpack("gz"), unpack("es"));
+    fs::remove_file(es.join(".no.prefetch.landmark")).unwrap();
+    fs::remove_file(es.join("stargz.index.json")).unwrap();
+    assert_eq!(describe_tree(&es), describe_tree(&gz));
+    assert_eq!(link_groups(&es), link_groups(&gz));
+    let mtime = |p: &Path| fs::symlink_metadata(p).unwrap().modified().unwrap();
+    let secs =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    // GNU tar's headers hold whole seconds.
+    assert_eq!(
+        secs(mtime(&es.join("a"))),
+        secs(mtime(&src.join("a"))),
+        "mtimes are kept"
+    );
+    assert_eq!(mtime(&es.join("a")), mtime(&gz.join("a")));
+}
