@@ -25,8 +25,8 @@ teu inspect oci-archive:app.tar --config      # the image config JSON (the host'
 teu inspect oci:./out:v1 --json\n  \
 teu inspect oci:./out:v1 --toc sha256:…       # an eStargz layer's table of contents (--json: as JSON)\n\n\
 Layers marked eStargz carry the containerd.io/snapshot/stargz/toc.digest annotation; --toc \
-reads the layer (verified against its digest), then its footer and TOC, and checks the \
-TOC against the annotation.\n\n\
+reads a local layer's footer and TOC in place (a registry's layer is downloaded first, \
+verified against its digest) and checks the TOC against the annotation.\n\n\
 REF: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], \
 HOST/REPO[:TAG|@DIGEST] or docker://…; the output is the same for the same image wherever \
 it lives.")]
@@ -278,8 +278,8 @@ pub fn digest(args: DigestArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--toc`: find the layer in the image (or any image of the index), read it verified
-/// into a temporary file, and print its TOC.
+/// `--toc`: find the layer in the image (or any image of the index) and print its TOC,
+/// checked against the descriptor's annotation.
 fn print_toc(
     name: &str,
     top: Top,
@@ -299,15 +299,25 @@ fn print_toc(
         .find(|l| l.descriptor.digest == want)
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("{name} has no layer {want}"))?;
-    let mut file = tempfile::tempfile()?;
-    {
-        let mut w = teu_oci::Sha256Writer::new(&mut file);
-        std::io::copy(&mut found.source.open(&want)?, &mut w)?;
-        let (actual, n, _) = w.finish();
-        if actual != want || n != found.descriptor.size {
-            anyhow::bail!("layer {want} read from {name} is {actual} ({n} bytes): corrupt");
+    // A local blob (a layout, the store) is read in place, footer and TOC only, as a
+    // lazy reader would; any other is copied first, verified against its digest.
+    let local = found
+        .source
+        .local_path(&want)
+        .and_then(|p| std::fs::File::open(p).ok());
+    let mut file = match local {
+        Some(f) => f,
+        None => {
+            let mut file = tempfile::tempfile()?;
+            let mut w = teu_oci::Sha256Writer::new(&mut file);
+            std::io::copy(&mut found.source.open(&want)?, &mut w)?;
+            let (actual, n, _) = w.finish();
+            if actual != want || n != found.descriptor.size {
+                anyhow::bail!("layer {want} read from {name} is {actual} ({n} bytes): corrupt");
+            }
+            file
         }
-    }
+    };
     let read = teu_layer::estargz::read_toc(&mut file)
         .map_err(|e| anyhow::anyhow!("layer {want}: {e}"))?;
     let annotated = found

@@ -286,6 +286,20 @@ fn a_file_is_read_by_the_ranges_its_toc_names_from_a_file_and_the_registry() {
     );
     assert!(from_file < len / 10, "{from_file} of {len} bytes fetched");
 
+    // teu inspect --toc of the registry's copy (downloaded, verified) agrees.
+    let toc: Value = serde_json::from_slice(
+        &ok(teu(&home).args([
+            "inspect",
+            &format!("{}/lazy/app:1", reg.addr),
+            "--toc",
+            &digest,
+            "--json",
+        ]))
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(toc["toc_digest"], toc_digest);
+
     let path = format!("/v2/lazy/app/blobs/{digest}");
     let over_http = fetch_by_ranges(
         len,
