@@ -21,6 +21,7 @@ pub mod error;
 pub mod gc;
 pub mod http;
 pub mod names;
+pub mod proxy;
 pub mod registry;
 pub mod server;
 pub mod storage;

@@ -3,7 +3,7 @@
 //! read-only mode, counts metrics and writes one access-log line per request.
 
 mod auth;
-mod blobs;
+pub(crate) mod blobs;
 mod manifests;
 mod metrics;
 
@@ -30,6 +30,7 @@ pub struct App {
     pub auth: Auth,
     pub read_only: bool,
     pub metrics: Metrics,
+    pub proxy: crate::proxy::Proxy,
 }
 
 enum Route<'a> {
@@ -192,7 +193,10 @@ async fn handle(app: &Arc<App>, req: Request) -> Result<(Response, Option<String
             resp
         }
         Route::Metrics => {
-            let text = app.metrics.render(app.registry.storage.as_ref()).await;
+            let mut text = app.metrics.render(app.registry.storage.as_ref()).await;
+            if !app.proxy.is_empty() {
+                app.proxy.render(&mut text);
+            }
             let mut resp = text.into_response();
             resp.headers_mut().insert(
                 "Content-Type",
@@ -203,11 +207,23 @@ async fn handle(app: &Arc<App>, req: Request) -> Result<(Response, Option<String
         Route::Catalog => manifests::catalog(app, &req).await?,
         Route::Tags(name) => {
             check_name(name)?;
-            manifests::tags(app, name, &req).await?
+            match app.proxy.route(name, query(&req, "ns").as_deref()) {
+                Some(r) => crate::proxy::tags(app, &r, &req).await?,
+                None => manifests::tags(app, name, &req).await?,
+            }
         }
         Route::Manifest(name, reference) => {
             check_name(name)?;
-            manifests::manifest(app, name, reference, &req, body).await?
+            match app.proxy.route(name, query(&req, "ns").as_deref()) {
+                Some(r) => crate::proxy::manifest(app, &r, reference, &req).await?,
+                None => match manifests::manifest(app, name, reference, &req, body).await {
+                    Err(e) if is_mirror_miss(app, &req, &e) => {
+                        let r = app.proxy.mirror(name).expect("checked");
+                        crate::proxy::manifest(app, &r, reference, &req).await?
+                    }
+                    other => other?,
+                },
+            }
         }
         Route::Referrers(name, d) => {
             check_name(name)?;
@@ -215,18 +231,47 @@ async fn handle(app: &Arc<App>, req: Request) -> Result<(Response, Option<String
         }
         Route::Blob(name, d) => {
             check_name(name)?;
-            blobs::blob(app, name, d, &req).await?
+            match app.proxy.route(name, query(&req, "ns").as_deref()) {
+                Some(r) => crate::proxy::blob(app, &r, d, &req).await?,
+                None => match blobs::blob(app, name, d, &req).await {
+                    Err(e) if is_mirror_miss(app, &req, &e) => {
+                        let r = app.proxy.mirror(name).expect("checked");
+                        crate::proxy::blob(app, &r, d, &req).await?
+                    }
+                    other => other?,
+                },
+            }
         }
         Route::Uploads(name) => {
             check_name(name)?;
+            refuse_proxied(app, name)?;
             blobs::start_upload(app, name, &req, body).await?
         }
         Route::Upload(name, id) => {
             check_name(name)?;
+            refuse_proxied(app, name)?;
             blobs::upload(app, name, id, &req, body).await?
         }
     };
     Ok((resp, user))
+}
+
+/// A read this server could not answer locally that Docker's `registry-mirrors` may mean
+/// for the proxied Docker Hub.
+fn is_mirror_miss(app: &App, req: &Parts, e: &ApiError) -> bool {
+    e.status == StatusCode::NOT_FOUND
+        && matches!(req.method, Method::GET | Method::HEAD)
+        && app.proxy.mirror("x").is_some()
+}
+
+/// Nobody pushes into a pull-through cache's repositories.
+fn refuse_proxied(app: &App, name: &str) -> ApiResult<()> {
+    if app.proxy.cache_repo(name) {
+        return Err(ApiError::unsupported(format!(
+            "{name} is a pull-through cache of an upstream registry: push elsewhere"
+        )));
+    }
+    Ok(())
 }
 
 /// A response with a status, headers and an empty body.

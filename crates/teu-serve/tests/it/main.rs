@@ -5,3 +5,4 @@ mod clients;
 mod conformance;
 mod harness;
 mod ops;
+mod proxy;
