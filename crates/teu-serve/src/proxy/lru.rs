@@ -2,7 +2,7 @@
 //! never.
 //!
 //! Each proxied blob has a marker object `proxy/lru/<alg>/<hex>.<size>` whose
-//! modification time is its last use. Markers are rewritten at most once a minute per
+//! modification time is its last use. Markers are rewritten at most once a second per
 //! blob (a hit must not become a write), and they live in storage so the order survives
 //! restarts, is shared by servers on one bucket, and `teu serve gc` can apply the same
 //! bound. A blob is only evicted while no repository outside the proxied ones links it,
@@ -21,7 +21,7 @@ use crate::storage::{blob_key, Storage, StorageResult, WriteMode};
 
 const PREFIX: &str = "proxy/lru/";
 /// How stale a marker's time may get before a hit rewrites it.
-const TOUCH_EVERY: Duration = Duration::from_secs(60);
+const TOUCH_EVERY: Duration = Duration::from_secs(1);
 
 fn marker(d: &Digest, size: u64) -> String {
     format!("{PREFIX}{}/{}.{size}", d.algorithm().name(), d.hex())
@@ -63,7 +63,7 @@ impl Lru {
         })
     }
 
-    /// A cache hit on `d`: refresh its marker if it is older than a minute.
+    /// A cache hit on `d`: refresh its marker if it is older than a second.
     pub async fn touch(&self, storage: &dyn Storage, d: &Digest) {
         if self.max.is_none() {
             return;

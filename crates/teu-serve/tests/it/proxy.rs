@@ -584,3 +584,84 @@ fn proxy_restart_with_upstream_down_serves_the_cache_fs() {
 fn proxy_restart_with_upstream_down_serves_the_cache_s3() {
     restart_with_upstream_down(Backend::S3);
 }
+
+#[test]
+fn proxy_cache_bound_evicts_least_recently_used_never_pushed() {
+    let up = Up::start();
+    let st = Storage::new(Backend::Fs);
+    let cfg = format!("{}[cache]\nmax_size = \"3MB\"\n", up.toml("docker.io", ""));
+    let s = Server::start_with(&st, &cfg);
+    let blobs: Vec<Vec<u8>> = (0..5).map(|i| noise(1_000_000, 100 + i)).collect();
+    let refs: Vec<&[u8]> = blobs.iter().map(|b| b.as_slice()).collect();
+    push_up(&up, "library/app", "v1", b"{}", &refs);
+    let ds: Vec<String> = blobs.iter().map(|b| sha256(b)).collect();
+    let on_disk = |d: &str| st.data_dir().join("blobs/sha256").join(&d[7..]).exists();
+    let pull = |i: usize| {
+        let (got, _) = hash_body(get(
+            &s,
+            &format!("/v2/docker.io/library/app/blobs/{}", ds[i]),
+        ))
+        .unwrap();
+        assert_eq!(got, ds[i]);
+        fills_done(&s);
+    };
+    for i in 0..3 {
+        pull(i);
+    }
+    assert!(ds[..3].iter().all(|d| on_disk(d)), "3 MB fit the bound");
+    // Blob 0 is used again, so blob 1 is now the least recently used.
+    std::thread::sleep(Duration::from_millis(1100));
+    pull(0);
+    up.requests();
+    pull(3);
+    assert!(!on_disk(&ds[1]), "the least recently used blob went");
+    assert!(on_disk(&ds[0]) && on_disk(&ds[2]) && on_disk(&ds[3]));
+    assert_eq!(metric(&s, "teu_serve_proxy_evicted_blobs_total"), 1);
+    // Pushed content is never evicted, even when it is also the oldest proxied blob.
+    push_blob(&s, "mine/app", &blobs[2]);
+    pull(4);
+    // Blob 2 leaves the cache's accounting instead of the disk, which is room enough.
+    assert!(ds[..5].iter().filter(|d| *d != &ds[1]).all(|d| on_disk(d)));
+    assert_eq!(metric(&s, "teu_serve_proxy_evicted_blobs_total"), 1);
+    let r = get(&s, &format!("/v2/mine/app/blobs/{}", ds[2]));
+    assert_eq!(r.status(), 200);
+    // An evicted blob is fetched again when asked for.
+    up.requests();
+    pull(1);
+    assert_eq!(
+        up.requests()
+            .iter()
+            .filter(|(m, p, _)| m == "GET" && p.contains(&ds[1]))
+            .count(),
+        1
+    );
+    assert_fs_blobs_intact(&st.data_dir());
+
+    // `teu serve gc` applies the same bound (here a tighter one) to the stored order.
+    drop(s);
+    let rt = teu_serve::runtime().unwrap();
+    let storage = rt
+        .block_on(teu_serve::open_storage(
+            &toml::from_str(&st.config()).unwrap(),
+        ))
+        .unwrap();
+    let opts = teu_serve::gc::GcOptions {
+        grace: Duration::from_secs(3600),
+        dry_run: false,
+        cache: Some(teu_serve::gc::CacheBound {
+            max_bytes: 1_000_000,
+            upstreams: vec!["docker.io".into()],
+        }),
+    };
+    let report = rt
+        .block_on(teu_serve::gc::collect(storage.as_ref(), &opts))
+        .unwrap();
+    assert!(report.proxied_evicted >= 1, "{report:?}");
+    let left: Vec<_> = ds.iter().filter(|d| on_disk(d)).collect();
+    assert!(left.contains(&&ds[2]), "gc keeps pushed content too");
+    assert!(
+        left.contains(&&ds[1]),
+        "the most recently used proxied blob stays"
+    );
+    assert_eq!(left.len(), 2, "{left:?}");
+}
