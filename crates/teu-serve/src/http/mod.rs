@@ -146,7 +146,11 @@ pub fn router(app: Arc<App>) -> axum::Router {
 async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // With the query: containerd's `?ns=` says which upstream a mirror request is for.
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.to_string());
     let (resp, user) = match handle(&app, req).await {
         Ok((r, user)) => (r, user),
         Err(e) => (e.into_response(), None),

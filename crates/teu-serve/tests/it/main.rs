@@ -6,3 +6,4 @@ mod conformance;
 mod harness;
 mod ops;
 mod proxy;
+mod proxy_clients;

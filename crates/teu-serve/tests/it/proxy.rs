@@ -28,9 +28,15 @@ impl Up {
     }
 
     /// `[[upstream]]` for this upstream, through the fault proxy.
+    /// `extra` may set `tag_ttl` (default 1s here) and other keys of the entry.
     pub fn toml(&self, name: &str, extra: &str) -> String {
+        let ttl = if extra.contains("tag_ttl") {
+            ""
+        } else {
+            "tag_ttl = \"1s\"\n"
+        };
         format!(
-            "[[upstream]]\nname = \"{name}\"\nurl = \"http://{}\"\ntag_ttl = \"1s\"\ntimeout = \"5s\"\n{extra}\n",
+            "[[upstream]]\nname = \"{name}\"\nurl = \"http://{}\"\n{ttl}timeout = \"5s\"\n{extra}\n",
             self.proxy.addr
         )
     }
