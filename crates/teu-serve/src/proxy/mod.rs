@@ -50,6 +50,9 @@ pub struct Proxy {
     upstreams: Vec<Arc<UpstreamClient>>,
     pub stats: Arc<ProxyStats>,
     fills: Mutex<HashMap<Digest, Arc<Fill>>>,
+    /// Manifest lookups under way, so concurrent clients of one tag share one upstream
+    /// request. Each runs as its own task: a client hanging up does not cancel it.
+    flights: Mutex<HashMap<String, Flight>>,
     tags: tags::TagClock,
     spool_dir: PathBuf,
     pub lru: lru::Lru,
@@ -74,6 +77,7 @@ impl Proxy {
             upstreams,
             stats,
             fills: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
             tags: tags::TagClock::default(),
             spool_dir,
             lru,
@@ -136,6 +140,41 @@ impl Proxy {
     }
 }
 
+type Flight = tokio::sync::watch::Receiver<Option<Result<StoredManifest, FetchError>>>;
+
+/// Run `work` once for `key` however many requests ask at the same time.
+async fn single_flight<F>(
+    app: &Arc<App>,
+    key: String,
+    work: F,
+) -> Result<StoredManifest, FetchError>
+where
+    F: std::future::Future<Output = Result<StoredManifest, FetchError>> + Send + 'static,
+{
+    let mut rx = {
+        let mut flights = app.proxy.flights.lock().unwrap();
+        match flights.get(&key) {
+            Some(rx) => rx.clone(),
+            None => {
+                let (tx, rx) = tokio::sync::watch::channel(None);
+                flights.insert(key.clone(), rx.clone());
+                let app2 = app.clone();
+                tokio::spawn(async move {
+                    let r = work.await;
+                    app2.proxy.flights.lock().unwrap().remove(&key);
+                    tx.send_replace(Some(r));
+                });
+                rx
+            }
+        }
+    };
+    let r = rx.wait_for(Option::is_some).await;
+    match r {
+        Ok(v) => v.clone().expect("waited for Some"),
+        Err(_) => Err(FetchError::Invalid("the upstream lookup stopped".into())),
+    }
+}
+
 fn hit(app: &App) {
     ProxyStats::add(&app.proxy.stats.hits);
 }
@@ -185,11 +224,13 @@ fn unavailable(e: &UpstreamError) -> ApiError {
     }
 }
 
+#[derive(Clone)]
 enum FetchError {
     NotFound,
     Upstream(UpstreamError),
     Invalid(String),
-    Local(ApiError),
+    /// Storing failed (the cause is logged where it happened).
+    Local,
 }
 
 impl From<UpstreamError> for FetchError {
@@ -204,7 +245,7 @@ impl FetchError {
             FetchError::NotFound => ApiError::manifest_unknown(what),
             FetchError::Upstream(e) => unavailable(&e),
             FetchError::Invalid(m) => ApiError::new(StatusCode::BAD_GATEWAY, "UNKNOWN", m),
-            FetchError::Local(e) => e,
+            FetchError::Local => ApiError::internal(&"storing a proxied manifest"),
         }
     }
 }
@@ -245,9 +286,13 @@ pub async fn manifest(
                 return Ok(manifest_response(&m, head, None));
             }
             miss(app);
-            let m = fetch_manifest(app, r, &d.to_string(), Some(&d), None)
-                .await
-                .map_err(|e| e.into_api(format!("{}@{d}", r.cache)))?;
+            let (a, rr, dd) = (app.clone(), r.clone(), d.clone());
+            let key = format!("{}@{d}", r.cache);
+            let m = single_flight(app, key, async move {
+                fetch_manifest(&a, &rr, &dd.to_string(), Some(&dd), None).await
+            })
+            .await
+            .map_err(|e| e.into_api(format!("{}@{d}", r.cache)))?;
             Ok(manifest_response(&m, head, None))
         }
         Reference::Tag(t) => {
@@ -260,15 +305,21 @@ pub async fn manifest(
                 }
             }
             miss(app);
-            let result = match &cached {
-                Some(m) => revalidate(app, r, &t, m).await,
-                None => fetch_manifest(app, r, &t, None, Some(&t)).await,
-            };
-            match (result, cached) {
-                (Ok(m), _) => {
-                    app.proxy.tags.confirmed(&r.cache, &t);
-                    Ok(manifest_response(&m, head, None))
+            let (a, rr, tt, c) = (app.clone(), r.clone(), t.clone(), cached.clone());
+            let key = format!("{}:{t}", r.cache);
+            let result = single_flight(app, key, async move {
+                let r = match &c {
+                    Some(m) => revalidate(&a, &rr, &tt, m).await,
+                    None => fetch_manifest(&a, &rr, &tt, None, Some(&tt)).await,
+                };
+                if r.is_ok() {
+                    a.proxy.tags.confirmed(&rr.cache, &tt);
                 }
+                r
+            })
+            .await;
+            match (result, cached) {
+                (Ok(m), _) => Ok(manifest_response(&m, head, None)),
                 (Err(FetchError::Upstream(e)), Some(m)) if e.unavailable() => {
                     tracing::warn!(repo = %r.cache, tag = %t, error = %e, "serving a stale tag");
                     ProxyStats::add(&app.proxy.stats.stale);
@@ -406,7 +457,10 @@ async fn fetch_manifest(
     app.registry
         .manifest_store(&r.cache, &digest, &media_type, bytes.clone(), tag)
         .await
-        .map_err(FetchError::Local)?;
+        .map_err(|e| {
+            tracing::error!(repo = %r.cache, error = %e.message, "storing a proxied manifest failed");
+            FetchError::Local
+        })?;
     Ok(StoredManifest {
         digest,
         media_type,

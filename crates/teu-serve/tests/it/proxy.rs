@@ -326,6 +326,31 @@ fn proxy_routes_ns_prefix_mirror_and_local_pushes() {
     }
     let seen = up.requests();
     assert_eq!(seen.len(), 2, "one cache for every way of asking: {seen:?}");
+    // Eight clients asking for one cold tag at once share one upstream request (the
+    // first is held up so the others surely arrive while it is under way).
+    push_up(&up, "library/many", "v1", b"{\"m\":1}", &[b"many"]);
+    up.requests();
+    up.proxy.fault(
+        "GET",
+        "/many/manifests/",
+        FaultKind::Slow(Duration::from_millis(300)),
+        1,
+    );
+    let lookups: Vec<_> = (0..8)
+        .map(|_| {
+            let url = s.url("/v2/docker.io/library/many/manifests/v1");
+            std::thread::spawn(move || client().get(url).send().unwrap().status().as_u16())
+        })
+        .collect();
+    for l in lookups {
+        assert_eq!(l.join().unwrap(), 200);
+    }
+    let seen = up.requests();
+    assert_eq!(
+        seen.len(),
+        1,
+        "one upstream request for eight clients: {seen:?}"
+    );
     // Only docker.io expands short names.
     let r = get(&s, "/v2/ghcr.io/app/manifests/v1");
     assert_eq!(r.status(), 404);
