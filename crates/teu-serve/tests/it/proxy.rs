@@ -66,7 +66,10 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
 }
 
 pub fn push_blob_to(base: &str, repo: &str, bytes: &[u8]) -> String {
-    let c = client();
+    push_blob_with(&client(), base, repo, bytes)
+}
+
+fn push_blob_with(c: &reqwest::blocking::Client, base: &str, repo: &str, bytes: &[u8]) -> String {
     let d = sha256(bytes);
     let r = c
         .post(format!("{base}/v2/{repo}/blobs/uploads/"))
@@ -695,4 +698,90 @@ fn proxy_cache_bound_evicts_least_recently_used_never_pushed() {
         "the most recently used proxied blob stays"
     );
     assert_eq!(left.len(), 2, "{left:?}");
+}
+
+#[test]
+fn proxy_upstream_basic_auth_from_the_config_and_the_keychain() {
+    let reg = Registry::start(Auth::Basic("ci".into(), "s3cret".into()));
+    let proxy = Proxy::start(&reg.addr);
+    let up = Up { reg, proxy };
+    // Push with credentials (a client whose every request carries them).
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        "Authorization",
+        "Basic Y2k6czNjcmV0".parse().unwrap(), // ci:s3cret
+    );
+    let authed = reqwest::blocking::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap();
+    let base = up.base();
+    let blob = b"private layer";
+    let d = sha256(blob);
+    push_blob_with(&authed, &base, "team/app", blob);
+    push_blob_with(&authed, &base, "team/app", b"{}");
+    let m = manifest(b"{}", &[blob], serde_json::json!({}));
+    let r = authed
+        .put(format!("{base}/v2/team/app/manifests/v1"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(m.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Credentials named in the config, the password from the environment.
+    let st = Storage::new(Backend::Fs);
+    let s = Server::start_with_env(
+        &st,
+        &up.toml(
+            "corp.io",
+            "username = \"ci\"\npassword_env = \"TEU_TEST_UPSTREAM_PASSWORD\"",
+        ),
+        &[("TEU_TEST_UPSTREAM_PASSWORD", "s3cret")],
+    );
+    let r = get(&s, "/v2/corp.io/team/app/manifests/v1");
+    assert_eq!(r.status(), 200);
+    assert_eq!(hdr(&r, "docker-content-digest"), sha256(&m));
+    assert_eq!(
+        get(&s, &format!("/v2/corp.io/team/app/blobs/{d}"))
+            .bytes()
+            .unwrap()
+            .as_ref(),
+        blob
+    );
+    assert!(!s.log().contains("s3cret"));
+
+    // The keychain: a Docker config.json for the upstream's host.
+    let cfg_dir = st.dir.path().join("docker");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    std::fs::write(
+        cfg_dir.join("config.json"),
+        format!(
+            "{{\"auths\":{{\"{}\":{{\"auth\":\"Y2k6czNjcmV0\"}}}}}}",
+            up.proxy.addr
+        ),
+    )
+    .unwrap();
+    let st2 = Storage::new(Backend::Fs);
+    let home = st2.dir.path().to_str().unwrap().to_string();
+    let s2 = Server::start_with_env(
+        &st2,
+        &up.toml("corp.io", ""),
+        &[
+            ("DOCKER_CONFIG", cfg_dir.to_str().unwrap()),
+            ("HOME", &home),
+        ],
+    );
+    assert_eq!(get(&s2, "/v2/corp.io/team/app/manifests/v1").status(), 200);
+
+    // Without credentials the upstream refuses: an error that says so, not a 404.
+    let st3 = Storage::new(Backend::Fs);
+    let s3 = Server::start_with_env(
+        &st3,
+        &up.toml("corp.io", "keychain = false"),
+        &[("HOME", &home)],
+    );
+    let r = get(&s3, "/v2/corp.io/team/app/manifests/v1");
+    assert_eq!(r.status(), 502);
+    assert!(r.text().unwrap().contains("credentials"));
 }
