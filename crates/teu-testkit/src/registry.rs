@@ -312,14 +312,16 @@ fn handle(
     if let Some((code, ra)) = status {
         let msg =
             br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"injected by the test proxy"}]}"#;
+        // Logged before answering, so a test that reads the log after its client has the
+        // answer always finds it.
+        record.status = code;
+        log.lock().unwrap().push(record);
         write!(
             client_w,
             "HTTP/1.1 {code} Injected\r\n{ra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             msg.len()
         )?;
         client_w.write_all(msg)?;
-        record.status = code;
-        log.lock().unwrap().push(record);
         return Ok(());
     }
     if let Some(FaultKind::Slow(d)) = &fault {

@@ -41,8 +41,11 @@ impl Up {
         )
     }
 
-    /// Upstream requests (method, path) since the last call.
+    /// Upstream requests (method, path) since the last call. The fault proxy logs a
+    /// forwarded exchange after its last write, a moment after the cache (and so our
+    /// client) may have the answer: give it that moment.
     pub fn requests(&self) -> Vec<(String, String, u16)> {
+        std::thread::sleep(Duration::from_millis(100));
         self.proxy
             .take_log()
             .into_iter()
