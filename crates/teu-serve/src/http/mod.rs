@@ -213,7 +213,13 @@ async fn handle(app: &Arc<App>, req: Request) -> Result<(Response, Option<String
             check_name(name)?;
             match app.proxy.route(name, query(&req, "ns").as_deref()) {
                 Some(r) => crate::proxy::tags(app, &r, &req).await?,
-                None => manifests::tags(app, name, &req).await?,
+                None => match manifests::tags(app, name, &req).await {
+                    Err(e) if is_mirror_miss(app, &req, &e) => {
+                        let r = app.proxy.mirror(name).expect("checked");
+                        crate::proxy::tags(app, &r, &req).await?
+                    }
+                    other => other?,
+                },
             }
         }
         Route::Manifest(name, reference) => {
@@ -265,7 +271,7 @@ async fn handle(app: &Arc<App>, req: Request) -> Result<(Response, Option<String
 fn is_mirror_miss(app: &App, req: &Parts, e: &ApiError) -> bool {
     e.status == StatusCode::NOT_FOUND
         && matches!(req.method, Method::GET | Method::HEAD)
-        && app.proxy.mirror("x").is_some()
+        && app.proxy.mirror("library/x").is_some()
 }
 
 /// Nobody pushes into a pull-through cache's repositories.

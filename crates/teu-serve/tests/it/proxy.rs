@@ -357,6 +357,17 @@ fn proxy_routes_ns_prefix_mirror_and_local_pushes() {
         1,
         "one upstream request for eight clients: {seen:?}"
     );
+    // Tags lists come from the upstream, by prefix and for registry-mirrors alike.
+    for path in [
+        "/v2/docker.io/library/app/tags/list",
+        "/v2/library/app/tags/list",
+    ] {
+        let r = get(&s, path);
+        assert_eq!(r.status(), 200, "{path}");
+        let v: serde_json::Value = r.json().unwrap();
+        assert_eq!(v["tags"], serde_json::json!(["v1"]), "{path}");
+    }
+    up.requests();
     // Only docker.io expands short names.
     let r = get(&s, "/v2/ghcr.io/app/manifests/v1");
     assert_eq!(r.status(), 404);
