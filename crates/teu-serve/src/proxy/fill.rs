@@ -9,9 +9,11 @@
 //!
 //! The last byte of the blob is held back from every follower until the digest checks,
 //! so no client ever completes a wrong blob: on a mismatch (or a short body) followers
-//! get an error, which ends their connection mid-body. Only a verified spool is copied
-//! into storage, through the same upload-session commit pushes use (temp file, fsync,
-//! rename on disk; object store writes of verified bytes on S3).
+//! get an error, which ends their connection mid-body. Storage is one more follower: the
+//! bytes go into an upload session as they arrive, and the session is committed (the
+//! same commit pushes use: fsync and rename on disk, the object made visible on S3) only
+//! after its stream ended, which is only after the digest checked; a failed fill
+//! deletes the session, so nothing unverified ever has the blob's name.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -168,9 +170,9 @@ impl Fill {
         Box::pin(s)
     }
 
-    /// The verified spool, for copying into storage.
-    pub fn read_all(&self, size: u64) -> ByteStream {
-        read_file(self.file.clone(), 0..size)
+    /// The fill's state now.
+    pub fn state(&self) -> FillState {
+        self.state.borrow().clone()
     }
 
     pub fn file(&self) -> Arc<std::fs::File> {
@@ -288,29 +290,4 @@ fn pread(f: &std::fs::File, len: usize, offset: u64) -> std::io::Result<Bytes> {
     }
     buf.truncate(got);
     Ok(Bytes::from(buf))
-}
-
-fn read_file(f: Arc<std::fs::File>, range: Range<u64>) -> ByteStream {
-    let s = futures_util::stream::unfold((f, range.start), move |(f, pos)| {
-        let end = range.end;
-        async move {
-            if pos >= end {
-                return None;
-            }
-            let len = READ_CHUNK.min((end - pos) as usize);
-            let g = f.clone();
-            let r = tokio::task::spawn_blocking(move || pread(&g, len, pos))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r);
-            match r {
-                Ok(b) => {
-                    let n = b.len() as u64;
-                    Some((Ok(b), (f, pos + n)))
-                }
-                Err(e) => Some((Err(e), (f, end))),
-            }
-        }
-    });
-    Box::pin(s)
 }

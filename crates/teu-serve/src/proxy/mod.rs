@@ -630,45 +630,68 @@ async fn join_or_start(app: &Arc<App>, r: &Route, d: &Digest) -> ApiResult<Optio
     let (app2, r2, f) = (app.clone(), r.clone(), fill.clone());
     tokio::spawn(async move {
         let d = f.digest.clone();
+        // Storage follows the spool like a client does, so the bytes go into storage as
+        // they arrive, at storage's own pace, and its stream ends only once they verify.
+        let store = tokio::spawn({
+            let (app3, f3) = (app2.clone(), f.clone());
+            async move { store(&app3, &f3).await }
+        });
         match fill::run(&r2.up, &r2.repo, &f, &tx).await {
             Ok(size) => {
                 tx.send_replace(FillState::Verified { size });
-                if let Err(e) = commit(&app2, &f, size).await {
-                    tracing::error!(digest = %d, error = %e.message, "storing a proxied blob failed");
-                }
             }
             Err(e) => {
                 tracing::warn!(digest = %d, upstream = %r2.up.cfg.name, error = %e, "blob fill failed; nothing stored");
                 tx.send_replace(FillState::Failed(e));
             }
         }
+        match store.await {
+            Ok(Ok(())) | Ok(Err(None)) => {}
+            Ok(Err(Some(e))) => {
+                tracing::error!(digest = %d, error = %e.message, "storing a proxied blob failed");
+            }
+            Err(e) => tracing::error!(digest = %d, error = %e, "storing a proxied blob failed"),
+        }
         app2.proxy.fills.lock().unwrap().remove(&d);
     });
     Ok(Some(fill))
 }
 
-/// Copy a verified spool into storage and link it into every repository that asked.
-async fn commit(app: &Arc<App>, f: &Fill, size: u64) -> ApiResult<()> {
+/// Write the fill into storage as it arrives, then publish it and link it into every
+/// repository that asked. `Err(None)`: the fill failed, and nothing was stored.
+async fn store(app: &Arc<App>, f: &Arc<Fill>) -> Result<(), Option<ApiError>> {
     let storage = &app.registry.storage;
     let id = crate::registry::new_upload_id();
-    let repos = f.repos.lock().unwrap().clone();
-    let info = serde_json::json!({"repo": repos.first(), "proxied": true}).to_string();
-    storage.upload_create(&id, info.into()).await?;
-    let stored = async {
-        storage.upload_append(&id, 0, f.read_all(size)).await?;
-        storage
-            .upload_commit(&id, &f.digest, Some(f.digest.clone()))
-            .await
-    }
-    .await;
-    if let Err(e) = stored {
+    let repo = f.repos.lock().unwrap().first().cloned();
+    let info = serde_json::json!({"repo": repo, "proxied": true}).to_string();
+    storage
+        .upload_create(&id, info.into())
+        .await
+        .map_err(|e| Some(e.into()))?;
+    let size = match storage.upload_append(&id, 0, f.follow(None)).await {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = storage.upload_delete(&id).await;
+            // A failed fill ends the stream with an error; that is not storage's fault.
+            let failed = matches!(f.state(), FillState::Failed(_));
+            return Err((!failed).then(|| e.into()));
+        }
+    };
+    // The stream ended, so every byte arrived and the digest checked.
+    if let Err(e) = storage
+        .upload_commit(&id, &f.digest, Some(f.digest.clone()))
+        .await
+    {
         let _ = storage.upload_delete(&id).await;
-        return Err(e.into());
+        return Err(Some(e.into()));
     }
     app.proxy.lru.added(storage.as_ref(), &f.digest, size).await;
     let repos = f.repos.lock().unwrap().clone();
     for repo in repos {
-        app.registry.link_blob(&repo, &f.digest).await?;
+        app.registry
+            .link_blob(&repo, &f.digest)
+            .await
+            .map_err(Some)?;
     }
     app.proxy.lru.enforce(app).await;
     Ok(())
