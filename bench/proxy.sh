@@ -21,8 +21,8 @@ cd "$(dirname "$0")/.."
 IMAGE_MIB=${IMAGE_MIB:-300}
 RATE_MBPS=${RATE_MBPS:-60}
 CLIENTS=${CLIENTS:-8}
-TEU=${TEU:-target/release/teu}
-[ -x "$TEU" ] || cargo build --release -q -p teu
+# Built every time unless TEU names a binary: a stale target/release/teu would measure old code.
+if [ -z "${TEU:-}" ]; then cargo build --release -q -p teu; TEU=target/release/teu; fi
 for t in docker-registry skopeo curl python3; do
   command -v "$t" >/dev/null || { echo "bench/proxy.sh: $t is missing (scripts/test installs it)" >&2; exit 1; }
 done
