@@ -598,7 +598,10 @@ async fn blob_head(r: &Route, d: &Digest) -> ApiResult<Response> {
 /// Join the fill of `d`, or start it. `None`: the blob was committed meanwhile.
 async fn join_or_start(app: &Arc<App>, r: &Route, d: &Digest) -> ApiResult<Option<Arc<Fill>>> {
     let join = |fills: &HashMap<Digest, Arc<Fill>>| {
-        fills.get(d).map(|f| {
+        let live = fills
+            .get(d)
+            .filter(|f| !matches!(f.state(), FillState::Failed(_)));
+        live.map(|f| {
             let mut repos = f.repos.lock().unwrap();
             if !repos.contains(&r.cache) {
                 repos.push(r.cache.clone());
@@ -643,6 +646,9 @@ async fn join_or_start(app: &Arc<App>, r: &Route, d: &Digest) -> ApiResult<Optio
             Err(e) => {
                 tracing::warn!(digest = %d, upstream = %r2.up.cfg.name, error = %e, "blob fill failed; nothing stored");
                 tx.send_replace(FillState::Failed(e));
+                // Out of the map at once: a client retrying right away starts a new fill
+                // instead of joining this one while storage cleans up.
+                remove_fill(&app2, &f);
             }
         }
         match store.await {
@@ -652,9 +658,17 @@ async fn join_or_start(app: &Arc<App>, r: &Route, d: &Digest) -> ApiResult<Optio
             }
             Err(e) => tracing::error!(digest = %d, error = %e, "storing a proxied blob failed"),
         }
-        app2.proxy.fills.lock().unwrap().remove(&d);
+        remove_fill(&app2, &f);
     });
     Ok(Some(fill))
+}
+
+/// Forget `f` (and only `f`: a newer fill of the same digest may have replaced it).
+fn remove_fill(app: &App, f: &Arc<Fill>) {
+    let mut fills = app.proxy.fills.lock().unwrap();
+    if fills.get(&f.digest).is_some_and(|g| Arc::ptr_eq(g, f)) {
+        fills.remove(&f.digest);
+    }
 }
 
 /// Write the fill into storage as it arrives, then publish it and link it into every
