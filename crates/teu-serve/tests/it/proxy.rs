@@ -387,10 +387,9 @@ fn proxy_routes_ns_prefix_mirror_and_local_pushes() {
     assert_eq!(r.status(), 405);
 }
 
-#[test]
-fn proxy_upstream_down_429_and_hung_serve_the_cache() {
+fn down_429_and_hung_serve_the_cache(b: Backend) {
     let up = Up::start();
-    let st = Storage::new(Backend::Fs);
+    let st = Storage::new(b);
     let s = Server::start_with(
         &st,
         &format!(
@@ -516,9 +515,18 @@ fn proxy_upstream_down_429_and_hung_serve_the_cache() {
 }
 
 #[test]
-fn proxy_corrupt_upstream_byte_is_never_cached() {
+fn proxy_upstream_down_429_and_hung_serve_the_cache_fs() {
+    down_429_and_hung_serve_the_cache(Backend::Fs);
+}
+
+#[test]
+fn proxy_upstream_down_429_and_hung_serve_the_cache_s3() {
+    down_429_and_hung_serve_the_cache(Backend::S3);
+}
+
+fn corrupt_upstream_byte_is_never_cached(b: Backend) {
     let up = Up::start();
-    let st = Storage::new(Backend::Fs);
+    let st = Storage::new(b);
     let s = Server::start_with(&st, &up.toml("docker.io", ""));
     let blob = noise(3 << 20, 7);
     let d = sha256(&blob);
@@ -545,8 +553,20 @@ fn proxy_corrupt_upstream_byte_is_never_cached() {
     let (got, _) = hash_body(get(&s, &path)).unwrap();
     assert_eq!(got, d);
     assert!(up.requests().is_empty());
-    assert_fs_blobs_intact(&st.data_dir());
+    if b == Backend::Fs {
+        assert_fs_blobs_intact(&st.data_dir());
+    }
     assert!(s.log().contains("corrupt"));
+}
+
+#[test]
+fn proxy_corrupt_upstream_byte_is_never_cached_fs() {
+    corrupt_upstream_byte_is_never_cached(Backend::Fs);
+}
+
+#[test]
+fn proxy_corrupt_upstream_byte_is_never_cached_s3() {
+    corrupt_upstream_byte_is_never_cached(Backend::S3);
 }
 
 #[test]
