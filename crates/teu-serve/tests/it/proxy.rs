@@ -332,6 +332,17 @@ fn proxy_routes_ns_prefix_mirror_and_local_pushes() {
     }
     let seen = up.requests();
     assert_eq!(seen.len(), 2, "one cache for every way of asking: {seen:?}");
+    // A HEAD of an uncached blob asks the upstream's HEAD and fetches nothing.
+    let config = sha256(b"{}");
+    let r = client()
+        .head(s.url(&format!("/v2/docker.io/library/app/blobs/{config}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(hdr(&r, "content-length"), "2");
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, "HEAD");
     // Eight clients asking for one cold tag at once share one upstream request (the
     // first is held up so the others surely arrive while it is under way).
     push_up(&up, "library/many", "v1", b"{\"m\":1}", &[b"many"]);
