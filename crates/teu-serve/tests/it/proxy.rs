@@ -830,3 +830,71 @@ fn proxy_upstream_basic_auth_from_the_config_and_the_keychain() {
     assert_eq!(r.status(), 502);
     assert!(r.text().unwrap().contains("credentials"));
 }
+
+#[test]
+fn proxy_upstream_bearer_tokens_cached_per_scope() {
+    let st = Storage::new(Backend::Fs);
+    let ts = teu_testkit::token_server::TokenServer::start(st.dir.path(), "bob", "tokenpass");
+    let reg = Registry::start(Auth::Token {
+        realm: ts.realm.clone(),
+        cert: ts.cert.clone(),
+    });
+    let proxy = Proxy::start(&reg.addr);
+    let up = Up { reg, proxy };
+    let tok: serde_json::Value = client()
+        .get(format!(
+            "{}?service=teu-test-registry&scope=repository:team/app:pull,push",
+            ts.realm
+        ))
+        .basic_auth("bob", Some("tokenpass"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        "Authorization",
+        format!("Bearer {}", tok["token"].as_str().unwrap())
+            .parse()
+            .unwrap(),
+    );
+    let authed = reqwest::blocking::Client::builder()
+        .default_headers(h)
+        .build()
+        .unwrap();
+    let base = up.base();
+    let blob = b"token-guarded layer";
+    let d = push_blob_with(&authed, &base, "team/app", blob);
+    push_blob_with(&authed, &base, "team/app", b"{}");
+    let m = manifest(b"{}", &[blob], serde_json::json!({}));
+    let r = authed
+        .put(format!("{base}/v2/team/app/manifests/v1"))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(m.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    let s = Server::start_with_env(
+        &st,
+        &up.toml(
+            "corp.io",
+            "username = \"bob\"\npassword_env = \"TEU_TEST_TOKEN_PASSWORD\"",
+        ),
+        &[("TEU_TEST_TOKEN_PASSWORD", "tokenpass")],
+    );
+    let r = get(&s, "/v2/corp.io/team/app/manifests/v1");
+    assert_eq!(r.status(), 200);
+    assert_eq!(hdr(&r, "docker-content-digest"), sha256(&m));
+    let r = get(&s, &format!("/v2/corp.io/team/app/blobs/{d}"));
+    assert_eq!(r.bytes().unwrap().as_ref(), blob);
+    // One token for the repository's pull scope, reused for the manifest and the blob.
+    let pulls = ts
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(who, scopes)| who == "bob" && scopes == &["repository:team/app:pull"])
+        .count();
+    assert_eq!(pulls, 1);
+}
