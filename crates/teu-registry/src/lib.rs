@@ -30,4 +30,7 @@ pub use error::RegistryError;
 pub use manifests::{ManifestResponse, ACCEPT_MANIFESTS};
 pub use quirks::Quirks;
 pub use retry::RetryPolicy;
+// teu serve's pull-through cache speaks to upstreams with its own async client but
+// answers their challenges the same way.
+pub use token::{parse_challenge, Challenge, TokenReply};
 pub use verify::VerifyingReader;

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -23,6 +24,102 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub s3: S3Config,
+    /// Registries this server proxies and caches (pull-through).
+    #[serde(default)]
+    pub upstream: Vec<UpstreamConfig>,
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// One proxied registry: `[[upstream]]` in `teu-serve.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// How clients name it: the path prefix (`docker.io/library/alpine`) and containerd's
+    /// `?ns=`. The upstream named `docker.io` also answers Docker's `registry-mirrors`.
+    pub name: String,
+    /// `https://registry-1.docker.io`, `http://127.0.0.1:5001`.
+    pub url: String,
+    /// How long a tag is served from the cache before one HEAD revalidates it (`5m`).
+    #[serde(default)]
+    pub tag_ttl: Option<String>,
+    /// Connecting to the upstream may take this long (`5s`).
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+    /// The upstream must answer (and keep sending a body) within this (`30s`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Look the upstream's host up in teu's keychain (Docker and podman auth files,
+    /// credential helpers); default true.
+    #[serde(default)]
+    pub keychain: Option<bool>,
+    /// Explicit credentials instead of the keychain; the password is read from the named
+    /// environment variable so it never sits in the file.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+/// The pull-through cache's bound.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most bytes of proxied blobs to keep (`20GiB`, `500MB`); least recently used go first.
+    /// Pushed content is never evicted. Default: no bound.
+    pub max_size: Option<String>,
+    /// Where fills in progress spool (default: the system temp directory).
+    pub spool_dir: Option<PathBuf>,
+}
+
+/// An upstream after validation.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub url: String,
+    pub tag_ttl: Duration,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub keychain: bool,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+}
+
+/// `500ms`, `30s`, `5m`, `2h`, `1d`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        "d" => Duration::from_secs(n * 86400),
+        _ => return None,
+    })
+}
+
+/// `1000`, `500MB`, `20GiB` (KB/MB/GB are powers of 1000, KiB/MiB/GiB of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let m: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "MB" => 1000 * 1000,
+        "GB" => 1000 * 1000 * 1000,
+        "TB" => 1000 * 1000 * 1000 * 1000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(m)
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -143,6 +240,77 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The `[[upstream]]` entries, checked: unique valid names, http(s) URLs, durations.
+    pub fn upstreams(&self) -> Result<Vec<Upstream>, ConfigError> {
+        let mut out: Vec<Upstream> = Vec::new();
+        for (i, u) in self.upstream.iter().enumerate() {
+            let at = format!("upstream[{i}]");
+            if !crate::names::valid_repo(&u.name) || u.name.contains('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "{at}.name {:?}: one lowercase repository-name component (docker.io, ghcr.io, quay.io)",
+                    u.name
+                )));
+            }
+            if out.iter().any(|o| o.name == u.name) {
+                return Err(ConfigError::Invalid(format!(
+                    "{at}.name {:?}: named twice",
+                    u.name
+                )));
+            }
+            let url = u.url.trim_end_matches('/').to_string();
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.split("://").nth(1).is_none_or(str::is_empty)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{at}.url {:?}: expected http://HOST[:PORT] or https://HOST[:PORT]",
+                    u.url
+                )));
+            }
+            let dur = |field: &str, v: &Option<String>, default: Duration| match v {
+                None => Ok(default),
+                Some(s) => parse_duration(s).ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "{at}.{field} {s:?}: expected a duration such as 500ms, 30s, 5m, 1h"
+                    ))
+                }),
+            };
+            if u.password_env.is_some() != u.username.is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "{at}: username and password_env go together"
+                )));
+            }
+            out.push(Upstream {
+                name: u.name.clone(),
+                url,
+                tag_ttl: dur("tag_ttl", &u.tag_ttl, Duration::from_secs(300))?,
+                connect_timeout: dur(
+                    "connect_timeout",
+                    &u.connect_timeout,
+                    Duration::from_secs(5),
+                )?,
+                timeout: dur("timeout", &u.timeout, Duration::from_secs(30))?,
+                keychain: u.keychain.unwrap_or(true),
+                username: u.username.clone(),
+                password_env: u.password_env.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `[cache] max_size` in bytes, checked.
+    pub fn cache_max_bytes(&self) -> Result<Option<u64>, ConfigError> {
+        match &self.cache.max_size {
+            None => Ok(None),
+            Some(s) => parse_size(s).map(Some).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "cache.max_size {s:?}: expected a size such as 500MB or 20GiB"
+                ))
+            }),
+        }
+    }
+}
+
 pub fn parse_storage(s: &str) -> Result<StorageSpec, ConfigError> {
     if let Some(rest) = s.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -180,6 +348,46 @@ mod tests {
                 prefix: "p/q".into()
             }
         );
+    }
+
+    #[test]
+    fn upstreams_are_checked_by_field() {
+        let c: Config = toml::from_str(
+            "[[upstream]]\nname = \"docker.io\"\nurl = \"http://127.0.0.1:5001/\"\ntag_ttl = \"1s\"",
+        )
+        .unwrap();
+        let u = &c.upstreams().unwrap()[0];
+        assert_eq!(u.url, "http://127.0.0.1:5001");
+        assert_eq!(u.tag_ttl, Duration::from_secs(1));
+        for (bad, field) in [
+            ("name = \"Docker\"\nurl = \"http://x\"", "upstream[0].name"),
+            ("name = \"d\"\nurl = \"ftp://x\"", "upstream[0].url"),
+            (
+                "name = \"d\"\nurl = \"http://x\"\ntag_ttl = \"5 minutes\"",
+                "upstream[0].tag_ttl",
+            ),
+            (
+                "name = \"d\"\nurl = \"http://x\"\ntimeout = \"x\"",
+                "upstream[0].timeout",
+            ),
+        ] {
+            let c: Config = toml::from_str(&format!("[[upstream]]\n{bad}")).unwrap();
+            let e = c.upstreams().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+        assert!(toml::from_str::<Config>(
+            "[[upstream]]\nname = \"d\"\nurl = \"http://x\"\nttl = \"1s\""
+        )
+        .is_err());
+        let c: Config = toml::from_str("[cache]\nmax_size = \"2GiB\"").unwrap();
+        assert_eq!(c.cache_max_bytes().unwrap(), Some(2 << 30));
+        let c: Config = toml::from_str("[cache]\nmax_size = \"lots\"").unwrap();
+        assert!(c
+            .cache_max_bytes()
+            .unwrap_err()
+            .to_string()
+            .contains("cache.max_size"));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! blob is unmarked, and upload sessions, each only when older than the grace period, so a
 //! push in progress (blobs uploaded, manifest not yet) is never cut short. Manifests are
 //! never removed by gc (delete them through the API); untagged ones keep their blobs.
+//!
+//! With a pull-through cache bound (`[cache] max_size`), gc first evicts the least
+//! recently used proxied blobs above it, exactly as a running server does (see
+//! [`crate::proxy::lru`]); pushed content is never evicted.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
@@ -17,6 +21,14 @@ use crate::storage::{Storage, StorageResult};
 pub struct GcOptions {
     pub grace: Duration,
     pub dry_run: bool,
+    /// The cache's size bound and the upstream names whose repositories are the cache.
+    pub cache: Option<CacheBound>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheBound {
+    pub max_bytes: u64,
+    pub upstreams: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -27,6 +39,9 @@ pub struct GcReport {
     pub bytes_removed: u64,
     pub links_removed: usize,
     pub uploads_removed: usize,
+    /// Proxied blobs evicted by the cache's size bound, and their bytes.
+    pub proxied_evicted: usize,
+    pub proxied_evicted_bytes: u64,
 }
 
 fn old(modified: SystemTime, grace: Duration) -> bool {
@@ -42,6 +57,15 @@ fn digest_key(d: &str) -> Option<String> {
 
 pub async fn collect(storage: &dyn Storage, opts: &GcOptions) -> StorageResult<GcReport> {
     let mut report = GcReport::default();
+    if let Some(c) = &opts.cache {
+        let is_cache = |repo: &str| {
+            repo.split_once('/')
+                .is_some_and(|(first, _)| c.upstreams.iter().any(|u| u == first))
+        };
+        let ev = crate::proxy::lru::evict(storage, c.max_bytes, is_cache, opts.dry_run).await?;
+        report.proxied_evicted = ev.blobs;
+        report.proxied_evicted_bytes = ev.bytes;
+    }
     let mut marked: HashSet<String> = HashSet::new();
     let repo_entries = storage.list("repositories/").await?;
     for e in &repo_entries {

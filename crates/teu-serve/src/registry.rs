@@ -67,6 +67,7 @@ impl Reference {
     }
 }
 
+#[derive(Clone)]
 pub struct StoredManifest {
     pub digest: Digest,
     pub media_type: String,
@@ -165,7 +166,7 @@ impl Registry {
         Ok(true)
     }
 
-    async fn link_blob(&self, repo: &str, d: &Digest) -> ApiResult<()> {
+    pub async fn link_blob(&self, repo: &str, d: &Digest) -> ApiResult<()> {
         self.storage
             .put(&blob_link(repo, d), Bytes::new(), WriteMode::Overwrite)
             .await?;
@@ -472,6 +473,38 @@ impl Registry {
                 .await?;
         }
         Ok(PutManifest { digest, subject })
+    }
+
+    /// Store a manifest fetched from an upstream, whose digest the caller verified. Its
+    /// blobs are not required to be here: a pull-through cache fetches them when asked.
+    pub async fn manifest_store(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        media_type: &str,
+        bytes: Bytes,
+        tag: Option<&str>,
+    ) -> ApiResult<()> {
+        self.storage
+            .put(&blob_key(digest), bytes, WriteMode::CreateOnly)
+            .await?;
+        self.storage
+            .put(
+                &manifest_link(repo, digest),
+                media_type.to_string().into(),
+                WriteMode::Overwrite,
+            )
+            .await?;
+        if let Some(t) = tag {
+            self.storage
+                .put(
+                    &tag_key(repo, t),
+                    digest.to_string().into(),
+                    WriteMode::Overwrite,
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// Delete by digest (the manifest, its tags and its referrer entry) or by tag (the tag).

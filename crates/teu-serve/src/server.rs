@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use crate::config::{Config, ConfigError, StorageSpec};
 use crate::http::{App, Auth, HtpasswdError, Metrics};
+use crate::proxy::lru::Lru;
+use crate::proxy::stats::ProxyStats;
+use crate::proxy::upstream::UpstreamClient;
+use crate::proxy::Proxy;
 use crate::registry::Registry;
 use crate::storage::{fs::FsStorage, s3::S3Storage, Storage, StorageError};
 
@@ -43,6 +47,29 @@ pub async fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, ServeErro
     })
 }
 
+/// The pull-through cache's upstreams. Nothing here contacts them: a server whose
+/// upstream is down starts and serves its cache.
+pub async fn open_proxy(config: &Config, storage: &dyn Storage) -> Result<Proxy, ServeError> {
+    let stats = Arc::new(ProxyStats::default());
+    let mut ups = Vec::new();
+    for u in config.upstreams()? {
+        tracing::info!(upstream = %u.name, url = %u.url, tag_ttl = ?u.tag_ttl, "proxying");
+        ups.push(Arc::new(UpstreamClient::new(u, stats.clone()).await));
+    }
+    let spool = config
+        .cache
+        .spool_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    if !ups.is_empty() {
+        std::fs::create_dir_all(&spool).map_err(|e| {
+            ConfigError::Invalid(format!("cache.spool_dir {}: {e}", spool.display()))
+        })?;
+    }
+    let lru = Lru::open(storage, config.cache_max_bytes()?).await?;
+    Ok(Proxy::new(ups, stats, spool, lru))
+}
+
 pub fn runtime() -> Result<tokio::runtime::Runtime, ServeError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -59,11 +86,13 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     let anonymous = config.anonymous()?;
     let auth = Auth::new(config.auth.htpasswd.as_deref(), anonymous)?;
     let storage = open_storage(&config).await?;
+    let proxy = open_proxy(&config, storage.as_ref()).await?;
     let app = Arc::new(App {
         registry: Registry::new(storage),
         auth,
         read_only: config.read_only,
         metrics: Metrics::default(),
+        proxy,
     });
     let router = crate::http::router(app);
     let addr = config.listen_addr();

@@ -59,6 +59,11 @@ pub struct Dockerd {
 
 impl Dockerd {
     pub fn start() -> Dockerd {
+        Dockerd::start_with(&[])
+    }
+
+    /// Start with extra dockerd arguments (`--config-file`, `--registry-mirror`).
+    pub fn start_with(extra: &[&std::ffi::OsStr]) -> Dockerd {
         let dir = tempfile::Builder::new()
             .prefix("teu-dockerd")
             .tempdir()
@@ -83,6 +88,7 @@ impl Dockerd {
                 "--bridge=none",
                 "--ip-masq=false",
             ])
+            .args(extra)
             .stdout(out)
             .stderr(err)
             .spawn()

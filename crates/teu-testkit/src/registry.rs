@@ -141,8 +141,10 @@ pub enum FaultKind {
     RewriteStatus(u16),
     /// Forward, then close the connection without answering.
     DropResponse,
-    /// Wait this long before forwarding.
+    /// Wait this long before forwarding (a long wait is a hung upstream).
     Slow(Duration),
+    /// Forward, but flip one byte in the middle of the body.
+    CorruptByte,
 }
 
 #[derive(Clone, Debug)]
@@ -159,6 +161,10 @@ pub struct Proxy {
     pub addr: String,
     pub log: Arc<Mutex<Vec<Exchange>>>,
     pub faults: Arc<Mutex<Vec<Fault>>>,
+    /// Response bodies go out at most this many bytes per second per connection.
+    pub throttle: Arc<Mutex<Option<u64>>>,
+    /// While set, every request is answered by closing the connection: the upstream is down.
+    pub down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Proxy {
@@ -167,17 +173,52 @@ impl Proxy {
         let addr = listener.local_addr().unwrap().to_string();
         let log = Arc::new(Mutex::new(Vec::new()));
         let faults: Arc<Mutex<Vec<Fault>>> = Arc::new(Mutex::new(Vec::new()));
+        let throttle: Arc<Mutex<Option<u64>>> = Arc::new(Mutex::new(None));
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (l, f, up) = (log.clone(), faults.clone(), upstream.to_string());
+        let (t, dn) = (throttle.clone(), down.clone());
         thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
+                if dn.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(conn);
+                    continue;
+                }
                 let (l, f, up) = (l.clone(), f.clone(), up.clone());
+                let rate = *t.lock().unwrap();
                 thread::spawn(move || {
-                    let _ = handle(conn, &up, &l, &f);
+                    let _ = handle(conn, &up, &l, &f, rate);
                 });
             }
         });
-        Proxy { addr, log, faults }
+        Proxy {
+            addr,
+            log,
+            faults,
+            throttle,
+            down,
+        }
+    }
+
+    /// Limit each response body to `bytes_per_sec` (None: full speed).
+    pub fn set_throttle(&self, bytes_per_sec: Option<u64>) {
+        *self.throttle.lock().unwrap() = bytes_per_sec;
+    }
+
+    /// Refuse (close) every connection while `down`.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Response body bytes sent for requests whose path contains `path`.
+    pub fn bytes_down(&self, path: &str) -> u64 {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.path.contains(path))
+            .map(|e| e.bytes_down)
+            .sum()
     }
 
     pub fn fault(&self, method: &'static str, path: &str, kind: FaultKind, times: u32) {
@@ -227,6 +268,7 @@ fn handle(
     upstream: &str,
     log: &Mutex<Vec<Exchange>>,
     faults: &Mutex<Vec<Fault>>,
+    rate: Option<u64>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client_w = client;
@@ -270,14 +312,16 @@ fn handle(
     if let Some((code, ra)) = status {
         let msg =
             br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"injected by the test proxy"}]}"#;
+        // Logged before answering, so a test that reads the log after its client has the
+        // answer always finds it.
+        record.status = code;
+        log.lock().unwrap().push(record);
         write!(
             client_w,
             "HTTP/1.1 {code} Injected\r\n{ra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             msg.len()
         )?;
         client_w.write_all(msg)?;
-        record.status = code;
-        log.lock().unwrap().push(record);
         return Ok(());
     }
     if let Some(FaultKind::Slow(d)) = &fault {
@@ -337,13 +381,40 @@ fn handle(
     }
     out.push_str("Connection: close\r\n\r\n");
     client_w.write_all(out.as_bytes())?;
+    if let Some(FaultKind::CorruptByte) = &fault {
+        if !rbody.is_empty() {
+            let mid = rbody.len() / 2;
+            rbody[mid] ^= 0x5a;
+        }
+    }
     let send = match &fault {
         Some(FaultKind::ResetMidBody) => &rbody[..rbody.len() / 4],
         Some(FaultKind::Truncate) => &rbody[..rbody.len() / 2],
         _ => &rbody[..],
     };
-    client_w.write_all(send)?;
-    record.bytes_down = send.len() as u64;
+    // Counted as it goes, so a client that hangs up mid-body is still accounted for.
+    let mut sent = 0usize;
+    let started = Instant::now();
+    let piece = rate.map_or(send.len().max(1), |r| (r / 20).max(1) as usize);
+    let mut result = Ok(());
+    for chunk in send.chunks(piece) {
+        if let Err(e) = client_w.write_all(chunk) {
+            result = Err(e);
+            break;
+        }
+        sent += chunk.len();
+        if let Some(r) = rate {
+            let due = Duration::from_secs_f64(sent as f64 / r as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                thread::sleep(wait);
+            }
+        }
+    }
+    record.bytes_down = sent as u64;
+    if let Err(e) = result {
+        log.lock().unwrap().push(record);
+        return Err(e);
+    }
     log.lock().unwrap().push(record);
     client_w.flush()?;
     let _ = client_w.shutdown(std::net::Shutdown::Both);

@@ -16,14 +16,14 @@ use crate::digest::Digest;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::range_header;
 
-fn parse_digest(s: &str) -> ApiResult<Digest> {
+pub(crate) fn parse_digest(s: &str) -> ApiResult<Digest> {
     s.parse()
         .map_err(|e: crate::digest::DigestError| ApiError::digest_invalid(e.to_string()))
 }
 
 /// `bytes=A-B`, `bytes=A-` or `bytes=-N` against a blob of `size` bytes. `None` for a
 /// malformed, multiple or unsatisfiable range (all answered 416).
-fn parse_range(h: &str, size: u64) -> Option<Range<u64>> {
+pub(crate) fn parse_range(h: &str, size: u64) -> Option<Range<u64>> {
     let spec = h.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
         return None;
@@ -71,6 +71,17 @@ pub async fn blob(app: &Arc<App>, name: &str, d: &str, req: &Parts) -> ApiResult
         .blob_size(name, &d)
         .await?
         .ok_or_else(|| ApiError::blob_unknown(&d))?;
+    serve(app, &d, size, req).await
+}
+
+/// The headers of blob `d` (`size` bytes) and, for a GET, its bytes or the asked range.
+pub(crate) async fn serve(
+    app: &Arc<App>,
+    d: &Digest,
+    size: u64,
+    req: &Parts,
+) -> ApiResult<Response> {
+    let d = d.clone();
     let range = match header(req, "range") {
         Some(h) => Some(parse_range(h, size).ok_or_else(|| ApiError::range_invalid(size))?),
         None => None,

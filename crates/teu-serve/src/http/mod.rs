@@ -3,7 +3,7 @@
 //! read-only mode, counts metrics and writes one access-log line per request.
 
 mod auth;
-mod blobs;
+pub(crate) mod blobs;
 mod manifests;
 mod metrics;
 
@@ -30,6 +30,7 @@ pub struct App {
     pub auth: Auth,
     pub read_only: bool,
     pub metrics: Metrics,
+    pub proxy: crate::proxy::Proxy,
 }
 
 enum Route<'a> {
@@ -145,7 +146,11 @@ pub fn router(app: Arc<App>) -> axum::Router {
 async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // With the query: containerd's `?ns=` says which upstream a mirror request is for.
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.to_string());
     let (resp, user) = match handle(&app, req).await {
         Ok((r, user)) => (r, user),
         Err(e) => (e.into_response(), None),
@@ -192,7 +197,10 @@ async fn handle(app: &Arc<App>, req: Request) -> Result<(Response, Option<String
             resp
         }
         Route::Metrics => {
-            let text = app.metrics.render(app.registry.storage.as_ref()).await;
+            let mut text = app.metrics.render(app.registry.storage.as_ref()).await;
+            if !app.proxy.is_empty() {
+                app.proxy.render(&mut text);
+            }
             let mut resp = text.into_response();
             resp.headers_mut().insert(
                 "Content-Type",
@@ -203,11 +211,29 @@ async fn handle(app: &Arc<App>, req: Request) -> Result<(Response, Option<String
         Route::Catalog => manifests::catalog(app, &req).await?,
         Route::Tags(name) => {
             check_name(name)?;
-            manifests::tags(app, name, &req).await?
+            match app.proxy.route(name, query(&req, "ns").as_deref()) {
+                Some(r) => crate::proxy::tags(app, &r, &req).await?,
+                None => match manifests::tags(app, name, &req).await {
+                    Err(e) if is_mirror_miss(app, &req, &e) => {
+                        let r = app.proxy.mirror(name).expect("checked");
+                        crate::proxy::tags(app, &r, &req).await?
+                    }
+                    other => other?,
+                },
+            }
         }
         Route::Manifest(name, reference) => {
             check_name(name)?;
-            manifests::manifest(app, name, reference, &req, body).await?
+            match app.proxy.route(name, query(&req, "ns").as_deref()) {
+                Some(r) => crate::proxy::manifest(app, &r, reference, &req).await?,
+                None => match manifests::manifest(app, name, reference, &req, body).await {
+                    Err(e) if is_mirror_miss(app, &req, &e) => {
+                        let r = app.proxy.mirror(name).expect("checked");
+                        crate::proxy::manifest(app, &r, reference, &req).await?
+                    }
+                    other => other?,
+                },
+            }
         }
         Route::Referrers(name, d) => {
             check_name(name)?;
@@ -215,18 +241,47 @@ async fn handle(app: &Arc<App>, req: Request) -> Result<(Response, Option<String
         }
         Route::Blob(name, d) => {
             check_name(name)?;
-            blobs::blob(app, name, d, &req).await?
+            match app.proxy.route(name, query(&req, "ns").as_deref()) {
+                Some(r) => crate::proxy::blob(app, &r, d, &req).await?,
+                None => match blobs::blob(app, name, d, &req).await {
+                    Err(e) if is_mirror_miss(app, &req, &e) => {
+                        let r = app.proxy.mirror(name).expect("checked");
+                        crate::proxy::blob(app, &r, d, &req).await?
+                    }
+                    other => other?,
+                },
+            }
         }
         Route::Uploads(name) => {
             check_name(name)?;
+            refuse_proxied(app, name)?;
             blobs::start_upload(app, name, &req, body).await?
         }
         Route::Upload(name, id) => {
             check_name(name)?;
+            refuse_proxied(app, name)?;
             blobs::upload(app, name, id, &req, body).await?
         }
     };
     Ok((resp, user))
+}
+
+/// A read this server could not answer locally that Docker's `registry-mirrors` may mean
+/// for the proxied Docker Hub.
+fn is_mirror_miss(app: &App, req: &Parts, e: &ApiError) -> bool {
+    e.status == StatusCode::NOT_FOUND
+        && matches!(req.method, Method::GET | Method::HEAD)
+        && app.proxy.mirror("library/x").is_some()
+}
+
+/// Nobody pushes into a pull-through cache's repositories.
+fn refuse_proxied(app: &App, name: &str) -> ApiResult<()> {
+    if app.proxy.cache_repo(name) {
+        return Err(ApiError::unsupported(format!(
+            "{name} is a pull-through cache of an upstream registry: push elsewhere"
+        )));
+    }
+    Ok(())
 }
 
 /// A response with a status, headers and an empty body.

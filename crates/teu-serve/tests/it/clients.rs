@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::harness::*;
 
 /// A gzip'd tar with one file: a real layer a runtime can unpack.
-fn layer(name: &str, content: &[u8]) -> Vec<u8> {
+pub(crate) fn layer(name: &str, content: &[u8]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_ustar();
     h.set_size(content.len() as u64);
@@ -86,7 +86,7 @@ fn make_layout(layout: &Path) -> String {
 }
 
 #[track_caller]
-fn run_ok(cmd: &mut Command) -> String {
+pub(crate) fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),

@@ -218,6 +218,7 @@ pub struct Server {
     log: PathBuf,
     child: Option<Child>,
     tls: bool,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -227,6 +228,11 @@ impl Server {
 
     /// Start with extra config lines (top-level keys first, then tables of their own).
     pub fn start_with(storage: &Storage, extra: &str) -> Server {
+        Server::start_with_env(storage, extra, &[])
+    }
+
+    /// Start with extra config lines and environment variables for the server process.
+    pub fn start_with_env(storage: &Storage, extra: &str, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let n = std::fs::read_dir(storage.dir.path()).unwrap().count();
@@ -247,6 +253,10 @@ impl Server {
             log,
             child: None,
             tls: extra.contains("tls_cert"),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn();
         s
@@ -259,6 +269,7 @@ impl Server {
             .open(&self.log)
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_teu-serve-child"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg(&self.config)
             .stdout(Stdio::null())
             .stderr(log)

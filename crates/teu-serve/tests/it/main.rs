@@ -5,3 +5,5 @@ mod clients;
 mod conformance;
 mod harness;
 mod ops;
+mod proxy;
+mod proxy_clients;

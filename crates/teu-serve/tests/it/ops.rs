@@ -183,6 +183,7 @@ fn gc_sweeps_unreferenced_blobs_and_abandoned_uploads() {
     let opts = |grace| teu_serve::gc::GcOptions {
         grace,
         dry_run: false,
+        cache: None,
     };
     // Within the grace period nothing goes.
     let r = rt

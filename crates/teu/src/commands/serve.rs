@@ -22,7 +22,10 @@ use crate::args::UsageError;
 referrers, sha256 and sha512). Storage is a directory (default $TEU_HOME/registry) or an \
 S3 bucket; several servers on one bucket are one registry. Without --htpasswd anyone may \
 push and pull, which is only allowed on a loopback address. SIGINT or SIGTERM stops the \
-server after in-flight requests finish. See docs/serve.md.",
+server after in-flight requests finish. With [[upstream]] entries in --config it is also a \
+pull-through cache of other registries (Docker Hub, ghcr.io, …): one upstream fetch per \
+blob, tags cached for tag_ttl, cached content served when the upstream fails. See \
+docs/serve.md.",
     after_help = "Examples:\n  \
 teu serve &                                    # 127.0.0.1:5000, storage in $TEU_HOME/registry\n  \
 teu build examples/hello -o 127.0.0.1:5000/hello:1\n  \
@@ -33,6 +36,8 @@ teu serve --listen 0.0.0.0:5000 --htpasswd users.htpasswd --anonymous-read \\\n 
 AWS_ENDPOINT_URL=http://127.0.0.1:8333 AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… \\\n      \
 teu serve --storage s3://registry/prod\n  \
 teu serve --config teu-serve.toml\n  \
+teu serve --config mirror.toml     # [[upstream]] name = \"docker.io\", url = \"https://registry-1.docker.io\"\n  \
+skopeo inspect --tls-verify=false docker://127.0.0.1:5000/docker.io/library/alpine:3.20\n  \
 teu serve gc --grace 24h --dry-run\n\n\
 Exit codes: 0 stopped by a signal, 1 failure (storage, TLS, port in use), 2 usage or config error."
 )]
@@ -73,7 +78,9 @@ teu serve gc                                  # storage $TEU_HOME/registry, 1h g
 teu serve gc --storage s3://registry/prod --grace 24h --dry-run --json\n\n\
 Only what is older than the grace period goes, so a push in progress (blobs uploaded, \
 manifest not yet) is safe. Manifests are never removed by gc: delete them through the \
-API. Safe to run while servers are running.")]
+API. With a pull-through cache bound ([cache] max_size in --config), gc first evicts the \
+least recently used proxied blobs above it; pushed content is never evicted. Safe to run \
+while servers are running.")]
     Gc {
         /// Keep anything younger than this (e.g. 30m, 1h, 7d)
         #[arg(long, value_name = "AGE", default_value = "1h", value_parser = parse_age)]
@@ -147,10 +154,27 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             dry_run,
             json,
         }) => {
+            let cache = match c.cache_max_bytes().map_err(|e| UsageError(e.to_string()))? {
+                Some(max_bytes) => Some(gc::CacheBound {
+                    max_bytes,
+                    upstreams: c
+                        .upstreams()
+                        .map_err(|e| UsageError(e.to_string()))?
+                        .into_iter()
+                        .map(|u| u.name)
+                        .collect(),
+                }),
+                None => None,
+            };
             let rt = teu_serve::runtime().map_err(serve_error)?;
             let report = rt.block_on(async {
                 let storage = teu_serve::open_storage(&c).await.map_err(serve_error)?;
-                gc::collect(storage.as_ref(), &GcOptions { grace, dry_run })
+                let opts = GcOptions {
+                    grace,
+                    dry_run,
+                    cache,
+                };
+                gc::collect(storage.as_ref(), &opts)
                     .await
                     .context("garbage collection")
             })?;
@@ -167,6 +191,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                     report.links_removed,
                     report.uploads_removed
                 );
+                if report.proxied_evicted > 0 {
+                    let verb = if dry_run { "would evict" } else { "evicted" };
+                    eprintln!(
+                        "cache bound: {verb} {} least recently used proxied blobs ({} bytes)",
+                        report.proxied_evicted, report.proxied_evicted_bytes
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -100,3 +100,81 @@ fn config_errors_are_usage_errors() {
     let help = ok(teu(tmp.path()).args(["serve", "--help"]));
     assert!(String::from_utf8_lossy(&help.stdout).contains("teu serve gc"));
 }
+
+// ---- The pull-through cache (issue 11) ----
+
+#[test]
+fn serve_proxies_an_upstream_for_teu_pull() {
+    use crate::common::registry::{Auth, Proxy, Registry};
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let reg = Registry::start(Auth::None);
+    let proxy = Proxy::start(&reg.addr);
+    let out = ok(teu(&home)
+        .env("DOCKER_CONFIG", tmp.path())
+        .arg("build")
+        .arg(example_dir())
+        .arg("-o")
+        .arg(format!("{}/library/hello:1", reg.addr)));
+    let d = digest(&out);
+    let cfg = tmp.path().join("teu-serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "storage = {:?}\n[[upstream]]\nname = \"docker.io\"\nurl = \"http://{}\"\ntag_ttl = \"1m\"\n",
+            tmp.path().join("cache").display().to_string(),
+            proxy.addr
+        ),
+    )
+    .unwrap();
+    let s = Serve::start(&home, &["--config", cfg.to_str().unwrap()]);
+    proxy.take_log();
+    // teu reads through the cache by path prefix, Docker Hub short name included.
+    let image = format!("{}/docker.io/hello:1", s.addr);
+    assert_eq!(digest(&ok(teu(&home).args(["digest", &image]))), d);
+    let layout = tmp.path().join("out");
+    ok(teu(&home)
+        .args(["pull", &image])
+        .arg(format!("oci:{}:1", layout.display())));
+    assert!(layout.join("index.json").exists());
+    // The proxy logs an exchange just after its last write: let it.
+    std::thread::sleep(Duration::from_millis(200));
+    let cold = proxy.take_log();
+    assert!(!cold.is_empty());
+    // Warm, within the TTL: the upstream sees nothing.
+    ok(teu(&home)
+        .args(["pull", &image])
+        .arg(format!("oci:{}:1", tmp.path().join("again").display())));
+    std::thread::sleep(Duration::from_millis(200));
+    let warm = proxy.take_log();
+    assert!(warm.is_empty(), "{warm:#?}");
+}
+
+#[test]
+fn serve_upstream_config_errors_name_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("teu-serve.toml");
+    for (entry, field) in [
+        ("name = \"docker.io\"\nurl = \"ftp://x\"", "upstream[0].url"),
+        (
+            "name = \"docker.io\"\nurl = \"http://x\"\ntag_ttl = \"soon\"",
+            "upstream[0].tag_ttl",
+        ),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!(
+                "storage = {:?}\n[[upstream]]\n{entry}\n",
+                tmp.path().join("s").display().to_string()
+            ),
+        )
+        .unwrap();
+        let (code, err) = fails(
+            teu(tmp.path())
+                .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+                .arg(&cfg),
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(field), "{err}");
+    }
+}
