@@ -2,10 +2,14 @@
 //!
 //! Unlike [`crate::source::add_tar`], nothing is normalized and nothing is sorted: a
 //! converted layer keeps every entry's path, order, mode, owner, mtime and link target,
-//! because it is someone's base and its files must stay theirs. What teu's header
-//! encoder cannot carry is refused rather than silently dropped: extended attributes
-//! (PAX `SCHILY.xattr.*`), sparse files and vendor entry types. User and group names are
-//! not kept (teu writes numeric owners only; runtimes use the numbers).
+//! because it is someone's base and its files must stay theirs. Extended attributes (PAX
+//! `SCHILY.xattr.NAME`, e.g. `security.capability` on ping) are kept on the entry, sorted
+//! by name so the output does not depend on the source's record order; the header
+//! encoder writes them back as PAX records and the TOC lists them. What teu's header
+//! encoder cannot carry is refused rather than silently dropped: sparse files, vendor
+//! entry types, and xattr names the TOC's JSON cannot hold (not UTF-8) or a PAX key
+//! cannot (`=`). User and group names are not kept (teu writes numeric owners only;
+//! runtimes use the numbers), nor are other PAX records (atime, ctime, vendor keys).
 //!
 //! An eStargz source's own TOC entry is left out (a new one is written); its landmark
 //! stays where it is, so the files it prioritized stay first, and converting eStargz to
@@ -40,20 +44,43 @@ pub fn entries_of_tar(
         let mut item = item.map_err(|e| bad(origin, format!("not a valid tar stream: {e}")))?;
         let raw_path = item.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw_path).into_owned();
+        let mut xattrs: Vec<(String, Vec<u8>)> = Vec::new();
         if let Some(ext) = item
             .pax_extensions()
             .map_err(|e| bad(origin, format!("entry {shown:?}: {e}")))?
         {
-            for x in ext.flatten() {
+            for x in ext {
+                let x =
+                    x.map_err(|e| bad(origin, format!("entry {shown:?}: bad PAX record: {e}")))?;
                 let key = x.key_bytes();
-                if key.starts_with(b"SCHILY.xattr.") || key.starts_with(b"GNU.sparse.") {
+                if key.starts_with(b"GNU.sparse.") {
                     return Err(bad(origin, format!(
-                        "entry {shown:?} has PAX record {}, which teu's eStargz writer does not carry (extended attributes and sparse files are not supported yet)",
+                        "entry {shown:?} has PAX record {}, which teu's eStargz writer does not carry (sparse files are not supported)",
                         String::from_utf8_lossy(key)
                     )));
                 }
+                let Some(name) = key.strip_prefix(b"SCHILY.xattr.") else {
+                    continue;
+                };
+                // The TOC's `xattrs` is a JSON object, so names must be text; '=' would
+                // end the PAX key early when the record is written again.
+                let name = std::str::from_utf8(name)
+                    .ok()
+                    .filter(|n| !n.is_empty() && !n.contains(['=', '\0']))
+                    .ok_or_else(|| {
+                        bad(origin, format!(
+                            "entry {shown:?} has an extended attribute whose name {:?} is not UTF-8 text without '=' (the eStargz TOC cannot name it)",
+                            String::from_utf8_lossy(name)
+                        ))
+                    })?;
+                xattrs.push((name.to_string(), x.value_bytes().to_vec()));
             }
         }
+        // Sorted by name so the headers teu writes do not depend on the source's record
+        // order; a name given twice keeps its last value, as tar readers do.
+        xattrs.reverse();
+        xattrs.sort_by(|a, b| a.0.cmp(&b.0));
+        xattrs.dedup_by(|later, first| later.0 == first.0);
         let header = item.header();
         let et = header.entry_type();
         // Layer paths have no leading "./" or "/" and no trailing "/".
@@ -135,6 +162,7 @@ pub fn entries_of_tar(
             priority: Priority::Explicit,
             origin: Arc::clone(&from),
             inode: None,
+            xattrs,
         });
     }
     Ok(out)
