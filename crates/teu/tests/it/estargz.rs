@@ -318,6 +318,53 @@ fn a_file_is_read_by_the_ranges_its_toc_names_from_a_file_and_the_registry() {
         "app/bin/server",
         &server,
     );
+
+    // --format docker keeps the layer's annotations, so a lazy puller still finds the
+    // TOC digest; the registry took the manifest and skopeo reads and copies it.
+    ok(teu(&home).args([
+        "build",
+        t.path().to_str().unwrap(),
+        "-q",
+        "--format",
+        "docker",
+        "-o",
+        &format!("{}/lazy/docker:1", reg.addr),
+    ]));
+    let image = format!("docker://{}/lazy/docker:1", reg.addr);
+    let raw: Value = serde_json::from_slice(
+        &ok(Command::new(tool("skopeo")).args(["inspect", "--raw", "--tls-verify=false", &image]))
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let layer = &raw["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    assert_eq!(layer["digest"], digest.as_str(), "the same blob");
+    assert_eq!(
+        layer["annotations"][estargz::TOC_DIGEST_ANNOTATION],
+        toc_digest
+    );
+    assert_eq!(
+        layer["annotations"][estargz::UNCOMPRESSED_SIZE_ANNOTATION],
+        ann[estargz::UNCOMPRESSED_SIZE_ANNOTATION]
+    );
+    assert!(raw.get("annotations").is_none() && raw["config"].get("annotations").is_none());
+    let copied = t.path().join("copied");
+    ok(Command::new(tool("skopeo")).args([
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &image,
+        &format!("dir:{}", copied.display()),
+    ]));
+    assert!(copied.join("manifest.json").is_file());
 }
 
 /// `GET path` with `Range: bytes=offset-(offset+len-1)`; the body of a 206 answer.
