@@ -7,8 +7,8 @@
 //! by name so the output does not depend on the source's record order; the header
 //! encoder writes them back as PAX records and the TOC lists them. What teu's header
 //! encoder cannot carry is refused rather than silently dropped: sparse files, vendor
-//! entry types, and xattr names the TOC's JSON cannot hold (not UTF-8) or a PAX key
-//! cannot (`=`). User and group names are not kept (teu writes numeric owners only;
+//! entry types, and xattr names the TOC's JSON cannot hold (empty, not UTF-8) or Go's tar
+//! reader refuses (NUL). User and group names are not kept (teu writes numeric owners only;
 //! runtimes use the numbers), nor are other PAX records (atime, ctime, vendor keys).
 //!
 //! An eStargz source's own TOC entry is left out (a new one is written); its landmark
@@ -62,14 +62,15 @@ pub fn entries_of_tar(
                 let Some(name) = key.strip_prefix(b"SCHILY.xattr.") else {
                     continue;
                 };
-                // The TOC's `xattrs` is a JSON object, so names must be text; '=' would
-                // end the PAX key early when the record is written again.
+                // The TOC's `xattrs` is a JSON object, so names must be text; Go's tar
+                // reader rejects a PAX key holding NUL. (A key cannot hold '=': the
+                // record's first '=' ends it.)
                 let name = std::str::from_utf8(name)
                     .ok()
-                    .filter(|n| !n.is_empty() && !n.contains(['=', '\0']))
+                    .filter(|n| !n.is_empty() && !n.contains('\0'))
                     .ok_or_else(|| {
                         bad(origin, format!(
-                            "entry {shown:?} has an extended attribute whose name {:?} is not UTF-8 text without '=' (the eStargz TOC cannot name it)",
+                            "entry {shown:?} has an extended attribute whose name {:?} is empty, not UTF-8 or holds NUL (the eStargz TOC cannot name it)",
                             String::from_utf8_lossy(name)
                         ))
                     })?;
@@ -178,4 +179,99 @@ pub fn arrange_converted(mut entries: Vec<Entry>) -> Vec<Entry> {
         entries.insert(0, super::landmark(NO_PREFETCH_LANDMARK));
     }
     entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A tar of one file whose PAX header holds `records` (in this order).
+    fn tar_with_pax(records: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut pax = Vec::new();
+        for (k, v) in records {
+            let rest = k.len() + v.len() + 3;
+            let mut len = rest + 1;
+            while len != rest + len.to_string().len() {
+                len = rest + len.to_string().len();
+            }
+            pax.extend_from_slice(format!("{len} ").as_bytes());
+            pax.extend_from_slice(k);
+            pax.push(b'=');
+            pax.extend_from_slice(v);
+            pax.push(b'\n');
+        }
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in [
+            ("PaxHeaders/f", tar::EntryType::XHeader, &pax[..]),
+            ("f", tar::EntryType::Regular, &b"data"[..]),
+        ] {
+            let mut h = tar::Header::new_ustar();
+            h.set_path(name).unwrap();
+            h.set_entry_type(kind);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn entries(tar: &[u8]) -> Result<Vec<Entry>, EstargzError> {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(tar).unwrap();
+        let tarball = Arc::new(Tarball {
+            path: "test.tar".into(),
+            stat: crate::cache::stat::FileStat::from_metadata(&f.metadata().unwrap()),
+            read_at: 0,
+            sha256: [0; 32],
+        });
+        entries_of_tar(Arc::new(f), tarball, "test")
+    }
+
+    #[test]
+    fn xattrs_are_kept_sorted_by_name_and_the_last_value_wins() {
+        let got = entries(&tar_with_pax(&[
+            (b"SCHILY.xattr.user.z", b"1"),
+            (b"atime", b"123"),
+            (b"SCHILY.xattr.security.capability", b"\x01\x00\x00\x02"),
+            (b"SCHILY.xattr.user.z", b"2=3"),
+        ]))
+        .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].xattrs,
+            [
+                (
+                    "security.capability".to_string(),
+                    b"\x01\x00\x00\x02".to_vec()
+                ),
+                ("user.z".to_string(), b"2=3".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn sparse_files_and_xattr_names_the_toc_cannot_hold_are_refused() {
+        let err = entries(&tar_with_pax(&[(b"GNU.sparse.major", b"1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("GNU.sparse.major") && err.contains("sparse"),
+            "{err}"
+        );
+        for bad_name in [
+            &b"SCHILY.xattr.user.\xff"[..],
+            b"SCHILY.xattr.a\0b",
+            b"SCHILY.xattr.",
+        ] {
+            let err = entries(&tar_with_pax(&[(bad_name, b"1")]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("extended attribute whose name"), "{err}");
+        }
+    }
 }
