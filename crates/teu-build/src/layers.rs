@@ -231,6 +231,7 @@ fn explicit_entry(
         priority: teu_layer::entry::Priority::Explicit,
         origin: origin.clone(),
         inode: None,
+        xattrs: Vec::new(),
     })
 }
 

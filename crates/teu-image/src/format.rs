@@ -1,7 +1,11 @@
 //! Docker v2 schema 2 output (`--format docker`): the same layers and config, described
 //! with Docker's manifest, manifest list and media types, for registries and runtimes that
-//! do not take OCI media types. Docker's schema has no annotations, so they are dropped,
-//! and no zstd layers, so those are refused.
+//! do not take OCI media types. Docker's schema defines no annotations, so the manifest's
+//! and the config descriptor's are dropped; layer descriptors keep theirs, because
+//! containerd and stargz-snapshotter read the eStargz TOC digest there whatever the
+//! manifest's media type, and Docker's readers (the registry, skopeo, `docker load`)
+//! ignore a field they do not know. zstd layers have no Docker media type and are
+//! refused.
 
 use teu_oci::{media_type, Index, Manifest, Raw};
 
@@ -27,7 +31,6 @@ fn image_to_docker(mut image: Image) -> Result<Image, String> {
         d.media_type = docker_layer_type(&d.media_type)
             .map_err(|e| format!("layer {} (from {}): {e}", d.digest, l.source.name()))?
             .to_string();
-        d.annotations.clear();
         l.descriptor = d.clone();
     }
     let mut config = m.config.clone();

@@ -323,6 +323,10 @@ pub struct Entry {
     /// `(device, inode)` of the source file when it has more than one link, so that later
     /// paths of the same inode become hard links to the first.
     pub inode: Option<(u64, u64)>,
+    /// Extended attributes (name, value), sorted by name; only a converted layer's
+    /// entries carry them (teu does not read them from directories), and the header
+    /// encoder writes them as PAX `SCHILY.xattr.NAME` records.
+    pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
 impl Entry {
@@ -494,6 +498,7 @@ impl LayerTree {
             priority: Priority::Explicit,
             origin,
             inode: None,
+            xattrs: Vec::new(),
         })
     }
 
@@ -531,6 +536,7 @@ impl LayerTree {
                             priority: Priority::Parent,
                             origin,
                             inode: None,
+                            xattrs: Vec::new(),
                         },
                     );
                 }
@@ -624,7 +630,7 @@ impl LayerTree {
 }
 
 fn same_entry(a: &Entry, b: &Entry) -> io::Result<bool> {
-    if a.meta != b.meta {
+    if a.meta != b.meta || a.xattrs != b.xattrs {
         return Ok(false);
     }
     Ok(match (&a.kind, &b.kind) {
@@ -666,6 +672,7 @@ mod tests {
             priority: Priority::Explicit,
             origin: Arc::from(origin),
             inode: None,
+            xattrs: Vec::new(),
         }
     }
 

@@ -917,6 +917,7 @@ mod tests {
                 priority: Priority::Explicit,
                 origin: Arc::from("test"),
                 inode: None,
+                xattrs: Vec::new(),
             })
             .unwrap();
         }
@@ -933,6 +934,7 @@ mod tests {
             priority: Priority::Explicit,
             origin: Arc::from("test"),
             inode: None,
+            xattrs: Vec::new(),
         })
         .unwrap();
         t.finish(&Defaults { mtime: 0 }).unwrap()
@@ -1020,6 +1022,7 @@ mod tests {
             priority: Priority::Explicit,
             origin: Arc::from("test"),
             inode: None,
+            xattrs: Vec::new(),
         }];
         let store = Store::open(dir.path().join("store")).unwrap();
         let err = build_layer(

@@ -99,6 +99,7 @@ pub fn add_copy(
                 priority: Priority::Tree,
                 origin: opts.origin.clone(),
                 inode: None,
+                xattrs: Vec::new(),
             })?;
         }
         let mut ancestors = vec![(meta.dev(), meta.ino())];
@@ -169,6 +170,7 @@ fn walk(
                 priority: Priority::Tree,
                 origin: opts.origin.clone(),
                 inode: None,
+                xattrs: Vec::new(),
             })?;
             ancestors.push(id);
             walk(tree, &src, &target, &rel, opts, ancestors)?;
@@ -224,6 +226,7 @@ fn add_one(
         priority: Priority::Explicit,
         origin: opts.origin.clone(),
         inode,
+        xattrs: Vec::new(),
     })
 }
 
@@ -469,6 +472,7 @@ pub fn add_tar(
             },
             origin: origin.clone(),
             inode: None,
+            xattrs: Vec::new(),
         })?;
     }
     Ok(())

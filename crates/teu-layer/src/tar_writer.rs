@@ -7,7 +7,10 @@
 //!   byte goes into a PAX `path` record (likewise `linkpath`); sizes and mtimes over 11
 //!   octal digits and ids over 7 go into `size`, `mtime`, `uid`, `gid` records;
 //! - PAX records are written in one fixed order (`hdrcharset`, `path`, `linkpath`, `size`,
-//!   `mtime`, `uid`, `gid`); `hdrcharset=BINARY` marks a name that is not UTF-8;
+//!   `mtime`, `uid`, `gid`, then `SCHILY.xattr.NAME` for each extended attribute in name
+//!   order); `hdrcharset=BINARY` marks a name that is not UTF-8. Only converted layers
+//!   have extended attributes, so an entry without any gets the same bytes as before
+//!   they were carried;
 //! - the PAX header's own name is `@PaxHeader`, its mode 0644 and its mtime the entry's;
 //! - directories are written with a trailing `/`;
 //! - the archive ends with two zero blocks and is not padded to a record size.
@@ -37,27 +40,33 @@ pub fn encode_header(entry: &Entry) -> Vec<u8> {
     let meta = &entry.meta;
 
     let needs_pax_name = |b: &[u8]| b.len() > 100 || !b.is_ascii();
-    let mut records: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut records: Vec<(std::borrow::Cow<str>, Vec<u8>)> = Vec::new();
     if std::str::from_utf8(&name).is_err() || std::str::from_utf8(link).is_err() {
-        records.push(("hdrcharset", b"BINARY".to_vec()));
+        records.push(("hdrcharset".into(), b"BINARY".to_vec()));
     }
     if needs_pax_name(&name) {
-        records.push(("path", name.clone()));
+        records.push(("path".into(), name.clone()));
     }
     if needs_pax_name(link) {
-        records.push(("linkpath", link.to_vec()));
+        records.push(("linkpath".into(), link.to_vec()));
     }
     if size > MAX_OCTAL_11 {
-        records.push(("size", size.to_string().into_bytes()));
+        records.push(("size".into(), size.to_string().into_bytes()));
     }
     if meta.mtime > MAX_OCTAL_11 {
-        records.push(("mtime", meta.mtime.to_string().into_bytes()));
+        records.push(("mtime".into(), meta.mtime.to_string().into_bytes()));
     }
     if meta.uid > MAX_OCTAL_7 {
-        records.push(("uid", meta.uid.to_string().into_bytes()));
+        records.push(("uid".into(), meta.uid.to_string().into_bytes()));
     }
     if meta.gid > MAX_OCTAL_7 {
-        records.push(("gid", meta.gid.to_string().into_bytes()));
+        records.push(("gid".into(), meta.gid.to_string().into_bytes()));
+    }
+    // Sorted by name where they are read (convert.rs); sorting again here would hide a
+    // caller that forgot, and the order is part of the bytes.
+    debug_assert!(entry.xattrs.windows(2).all(|w| w[0].0 < w[1].0));
+    for (name, value) in &entry.xattrs {
+        records.push((format!("SCHILY.xattr.{name}").into(), value.clone()));
     }
 
     let mut out = Vec::with_capacity(BLOCK * 3);
@@ -125,6 +134,7 @@ fn dir_or_file_header(name: &[u8], size: Option<u64>, mode: u32, mtime: u64) -> 
         priority: Priority::Explicit,
         origin: std::sync::Arc::from(""),
         inode: None,
+        xattrs: Vec::new(),
     })
 }
 
@@ -151,7 +161,7 @@ fn ascii_truncated(b: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-fn pax_records(records: &[(&str, Vec<u8>)]) -> Vec<u8> {
+fn pax_records(records: &[(std::borrow::Cow<str>, Vec<u8>)]) -> Vec<u8> {
     let mut body = Vec::new();
     for (key, value) in records {
         // "LEN KEY=VALUE\n", where LEN counts its own digits.
@@ -231,6 +241,7 @@ mod tests {
             priority: Priority::Explicit,
             origin: Arc::from("test"),
             inode: None,
+            xattrs: Vec::new(),
         }
     }
 
@@ -332,10 +343,54 @@ mod tests {
     }
 
     #[test]
+    fn xattrs_are_schily_records_in_name_order_after_the_others() {
+        let mut en = e(b"bin/ping", bytes(b"elf"), 0o755);
+        en.meta.uid = 3_000_000;
+        // security.capability values are binary, with NULs.
+        let cap = vec![1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0];
+        en.xattrs = vec![
+            ("security.capability".to_string(), cap.clone()),
+            ("user.note".to_string(), b"hi".to_vec()),
+        ];
+        let h = encode_header(&en);
+        let body = String::from_utf8_lossy(&h[BLOCK..2 * BLOCK]).into_owned();
+        let uid = body.find(" uid=3000000\n").expect("uid record");
+        let capr = body
+            .find(" SCHILY.xattr.security.capability=")
+            .expect("cap");
+        let note = body.find(" SCHILY.xattr.user.note=hi\n").expect("note");
+        assert!(uid < capr && capr < note, "{body:?}");
+
+        let tar = archive(&[en]);
+        let mut ar = tar::Archive::new(&tar[..]);
+        let mut item = ar.entries().unwrap().next().unwrap().unwrap();
+        let seen: Vec<(String, Vec<u8>)> = item
+            .pax_extensions()
+            .unwrap()
+            .unwrap()
+            .map(|x| x.unwrap())
+            .filter_map(|x| {
+                let k = x.key().unwrap().strip_prefix("SCHILY.xattr.")?.to_string();
+                Some((k, x.value_bytes().to_vec()))
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("security.capability".to_string(), cap),
+                ("user.note".to_string(), b"hi".to_vec())
+            ]
+        );
+        let mut data = Vec::new();
+        item.read_to_end(&mut data).unwrap();
+        assert_eq!(data, b"elf");
+    }
+
+    #[test]
     fn pax_record_lengths_count_themselves() {
-        let body = pax_records(&[("path", vec![b'a'; 5])]);
+        let body = pax_records(&[("path".into(), vec![b'a'; 5])]);
         assert_eq!(body, b"14 path=aaaaa\n");
-        let body = pax_records(&[("path", vec![b'a'; 93])]);
+        let body = pax_records(&[("path".into(), vec![b'a'; 93])]);
         assert!(
             body.starts_with(b"103 path="),
             "{:?}",

@@ -35,6 +35,7 @@ proptest! {
             priority: Priority::Explicit,
             origin: Arc::from("test"),
             inode: None,
+            xattrs: Vec::new(),
         };
         let mut bytes = tar_writer::encode_header(&entry);
         // The header block(s) alone; give the archive a body of `size` zeros lazily by

@@ -103,6 +103,7 @@ mod tests {
             priority: Priority::Explicit,
             origin: Arc::from("t"),
             inode: None,
+            xattrs: Vec::new(),
         }
     }
 

@@ -15,7 +15,8 @@
 //! needs each member's compressed offset, so it is built once the last member is
 //! written (offsets are the running blob length) and appended with the footer
 //! ([`tail`]). Not written: `innerOffset` (readers before 0.13, Debian's 0.12
-//! included, do not know it), xattrs (teu layers have none).
+//! included, do not know it). `xattrs` is written only for converted layers' entries
+//! that have extended attributes (layers built from directories have none).
 
 pub mod convert;
 pub mod footer;
@@ -78,6 +79,7 @@ fn landmark(name: &str) -> Entry {
         priority: Priority::Explicit,
         origin: std::sync::Arc::from("estargz landmark"),
         inode: None,
+        xattrs: Vec::new(),
     }
 }
 
@@ -207,6 +209,7 @@ pub(crate) fn tail(
         priority: Priority::Explicit,
         origin: std::sync::Arc::from("estargz"),
         inode: None,
+        xattrs: Vec::new(),
     });
     tar.extend_from_slice(&json);
     tar.extend_from_slice(&[0u8; BLOCK][..tar_writer::padding(json.len() as u64)]);
@@ -370,6 +373,7 @@ mod tests {
             priority: Priority::Explicit,
             origin: Arc::from("test"),
             inode: None,
+            xattrs: Vec::new(),
         }
     }
 

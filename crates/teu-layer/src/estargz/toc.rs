@@ -10,6 +10,7 @@
 //! `json.MarshalIndent(toc, "", "\t")` does; readers do not care, people reading
 //! `teu inspect --toc` do.
 
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use serde::{Deserialize, Serialize};
 
 use crate::entry::{Entry, Kind};
@@ -56,7 +57,8 @@ pub struct TocEntry {
     pub dev_major: u64,
     #[serde(rename = "devMinor", default, skip_serializing_if = "is_zero")]
     pub dev_minor: u64,
-    /// Values are base64 in the JSON (Go's `[]byte`); teu writes none, and keeps them as
+    /// Values are base64 in the JSON (Go's `[]byte`, standard alphabet with padding);
+    /// teu writes them for a converted layer's extended attributes and keeps them as
     /// read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xattrs: Option<std::collections::BTreeMap<String, String>>,
@@ -144,6 +146,14 @@ pub(crate) fn build(
             } else {
                 teu_oci::time::rfc3339(e.meta.mtime)
             },
+            // Go's reader decodes `map[string][]byte`: each value base64, keys in order
+            // (a BTreeMap, as Go's encoder sorts map keys).
+            xattrs: (!e.xattrs.is_empty()).then(|| {
+                e.xattrs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), BASE64_STANDARD.encode(v)))
+                    .collect()
+            }),
             ..Default::default()
         };
         let link = |l: &[u8]| {

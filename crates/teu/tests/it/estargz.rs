@@ -318,6 +318,53 @@ fn a_file_is_read_by_the_ranges_its_toc_names_from_a_file_and_the_registry() {
         "app/bin/server",
         &server,
     );
+
+    // --format docker keeps the layer's annotations, so a lazy puller still finds the
+    // TOC digest; the registry took the manifest and skopeo reads and copies it.
+    ok(teu(&home).args([
+        "build",
+        t.path().to_str().unwrap(),
+        "-q",
+        "--format",
+        "docker",
+        "-o",
+        &format!("{}/lazy/docker:1", reg.addr),
+    ]));
+    let image = format!("docker://{}/lazy/docker:1", reg.addr);
+    let raw: Value = serde_json::from_slice(
+        &ok(Command::new(tool("skopeo")).args(["inspect", "--raw", "--tls-verify=false", &image]))
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let layer = &raw["layers"][0];
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    assert_eq!(layer["digest"], digest.as_str(), "the same blob");
+    assert_eq!(
+        layer["annotations"][estargz::TOC_DIGEST_ANNOTATION],
+        toc_digest
+    );
+    assert_eq!(
+        layer["annotations"][estargz::UNCOMPRESSED_SIZE_ANNOTATION],
+        ann[estargz::UNCOMPRESSED_SIZE_ANNOTATION]
+    );
+    assert!(raw.get("annotations").is_none() && raw["config"].get("annotations").is_none());
+    let copied = t.path().join("copied");
+    ok(Command::new(tool("skopeo")).args([
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &image,
+        &format!("dir:{}", copied.display()),
+    ]));
+    assert!(copied.join("manifest.json").is_file());
 }
 
 /// `GET path` with `Range: bytes=offset-(offset+len-1)`; the body of a 206 answer.
@@ -640,4 +687,186 @@ fn convert_keeps_a_foreign_layers_entries_order_and_metadata() {
         "mtimes are kept"
     );
     assert_eq!(mtime(&es.join("a")), mtime(&gz.join("a")));
+}
+
+/// `security.capability` as `setcap cap_net_raw+ep` writes it (VFS_CAP_REVISION_2):
+/// binary, with NULs, the attribute real bases carry on ping and arping.
+const CAP_NET_RAW_EP: [u8; 20] = [
+    1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
+
+/// The `SCHILY.xattr.*` records of `path` in an uncompressed tar stream, by name.
+fn tar_xattrs(tar: &[u8], path: &str) -> Vec<(String, Vec<u8>)> {
+    let mut ar = tar::Archive::new(tar);
+    for item in ar.entries().unwrap() {
+        let mut item = item.unwrap();
+        if item
+            .path()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_start_matches("./")
+            != path
+        {
+            continue;
+        }
+        let Some(ext) = item.pax_extensions().unwrap() else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, Vec<u8>)> = ext
+            .map(|x| x.unwrap())
+            .filter_map(|x| {
+                let name = x.key().unwrap().strip_prefix("SCHILY.xattr.")?.to_string();
+                Some((name, x.value_bytes().to_vec()))
+            })
+            .collect();
+        out.sort();
+        return out;
+    }
+    panic!("{path} is not in the tar stream");
+}
+
+#[test]
+fn convert_carries_extended_attributes_into_the_tar_and_the_toc() {
+    // A base as distributions ship it: ping with security.capability (binary) in a PAX
+    // header, written in an order teu does not use, next to a file without any.
+    let t = tempfile::tempdir().unwrap();
+    // '=' inside a PAX value (not a newline: the tar crate's reader splits records on
+    // newlines rather than by their length).
+    let note = b"a=b c".to_vec();
+    let mut pax = Vec::new();
+    for (k, v) in [
+        ("SCHILY.xattr.user.note", &note[..]),
+        ("SCHILY.xattr.security.capability", &CAP_NET_RAW_EP[..]),
+    ] {
+        let rest = k.len() + v.len() + 3;
+        let mut len = rest + 1;
+        while len != rest + len.to_string().len() {
+            len = rest + len.to_string().len();
+        }
+        pax.extend_from_slice(format!("{len} {k}=").as_bytes());
+        pax.extend_from_slice(v);
+        pax.push(b'\n');
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, kind: tar::EntryType, mode: u32, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    };
+    add("bin/", tar::EntryType::Directory, 0o755, b"");
+    add("bin/PaxHeaders/ping", tar::EntryType::XHeader, 0o644, &pax);
+    add(
+        "bin/ping",
+        tar::EntryType::Regular,
+        0o755,
+        b"\x7fELF ping\n",
+    );
+    add("etc/", tar::EntryType::Directory, 0o755, b"");
+    add("etc/plain", tar::EntryType::Regular, 0o644, b"no xattrs\n");
+    let layer = b.into_inner().unwrap();
+    fs::write(t.path().join("layer.tar"), &layer).unwrap();
+    let want = vec![
+        ("security.capability".to_string(), CAP_NET_RAW_EP.to_vec()),
+        ("user.note".to_string(), note.clone()),
+    ];
+    assert_eq!(tar_xattrs(&layer, "bin/ping"), want, "the fixture itself");
+    fs::write(
+        t.path().join("teu.toml"),
+        "[image]\nplatform = \"linux/amd64\"\n[[layer]]\ntars = [{ src = \"layer.tar\", normalize = false }]\n",
+    )
+    .unwrap();
+    let home = t.path().join("home");
+    let at = |n: &str| format!("oci:{}:v1", t.path().join(n).display());
+    ok(teu(&home).args(["build", t.path().to_str().unwrap(), "-q", "-o", &at("gz")]));
+    for (to, c) in [("es", "estargz"), ("zst", "zstd")] {
+        ok(teu(&home).args(["convert", &at("gz"), &at(to), "--compression", c, "-q"]));
+    }
+
+    // gzip and zstd keep the tar stream verbatim, xattrs and all.
+    let gunzip = |p: &Path| {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(fs::File::open(p).unwrap())
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    let (_, gz_blob, _) = layers(&t.path().join("gz")).remove(0);
+    let (_, zst_blob, _) = layers(&t.path().join("zst")).remove(0);
+    let gz_tar = gunzip(&gz_blob);
+    assert!(
+        gz_tar == layer,
+        "a normalize = false tarball is kept verbatim"
+    );
+    assert!(
+        zstd::decode_all(fs::File::open(&zst_blob).unwrap()).unwrap() == gz_tar,
+        "gzip to zstd keeps the tar stream verbatim"
+    );
+
+    // eStargz: the Go library accepts it, the tar stream and the TOC carry the xattrs.
+    let (_, blob, ann) = layers(&t.path().join("es")).remove(0);
+    let toc_digest = ann[estargz::TOC_DIGEST_ANNOTATION].as_str().unwrap();
+    ok(Command::new(verifier()).arg(&blob).arg(toc_digest));
+    let es_tar = gunzip(&blob);
+    assert_eq!(tar_xattrs(&es_tar, "bin/ping"), want);
+    assert_eq!(tar_xattrs(&es_tar, "etc/plain"), []);
+    let bytes = fs::read(&blob).unwrap();
+    let at_toc = parse_footer(&bytes[bytes.len() - FOOTER_SIZE..]).unwrap();
+    let (toc, _, _) = parse_toc_member(&bytes[at_toc as usize..bytes.len() - FOOTER_SIZE]).unwrap();
+    let entry = |n: &str| toc.entries.iter().find(|e| e.name == n).unwrap();
+    let xattrs = entry("bin/ping")
+        .xattrs
+        .clone()
+        .expect("ping's TOC entry has xattrs");
+    use base64::Engine as _;
+    let decoded: Vec<(String, Vec<u8>)> = xattrs
+        .iter()
+        .map(|(k, v)| {
+            let v = base64::engine::general_purpose::STANDARD.decode(v).unwrap();
+            (k.clone(), v)
+        })
+        .collect();
+    assert_eq!(decoded, want);
+    assert_eq!(entry("etc/plain").xattrs, None, "no empty xattrs object");
+    assert_eq!(entry("bin/ping").kind, "reg");
+
+    // Converting back to gzip is verbatim too: the eStargz tar stream with its xattrs.
+    ok(teu(&home).args([
+        "convert",
+        &at("es"),
+        &at("back"),
+        "--compression",
+        "gzip",
+        "-q",
+    ]));
+    let (_, back_blob, _) = layers(&t.path().join("back")).remove(0);
+    assert!(gunzip(&back_blob) == es_tar);
+
+    // umoci (as root, not rootless) restores them on disk; GNU tar reads them back.
+    let rootfs = t.path().join("unpacked");
+    ok(Command::new(tool("umoci")).args([
+        "unpack",
+        "--image",
+        &format!("{}:v1", t.path().join("es").display()),
+        rootfs.to_str().unwrap(),
+    ]));
+    let re = t.path().join("re.tar");
+    ok(Command::new(tool("tar")).args([
+        "--format=posix",
+        "--xattrs",
+        "--xattrs-include=*",
+        "-C",
+        rootfs.join("rootfs").to_str().unwrap(),
+        "-cf",
+        re.to_str().unwrap(),
+        "bin/ping",
+    ]));
+    assert_eq!(tar_xattrs(&fs::read(&re).unwrap(), "bin/ping"), want);
 }
