@@ -330,6 +330,25 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A regular file of `bytes` owned by root, mode 0644: what teu itself adds to a
+    /// layer (whiteouts, eStargz landmarks and TOC), and what tests build from.
+    pub fn in_memory(path: &[u8], bytes: &[u8], mtime: u64, origin: Origin) -> Entry {
+        Entry {
+            path: path.to_vec(),
+            kind: Kind::File(Content::Bytes(Arc::from(bytes))),
+            meta: Meta {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime,
+            },
+            priority: Priority::Explicit,
+            origin,
+            inode: None,
+            xattrs: Vec::new(),
+        }
+    }
+
     /// Bytes of file content (0 for anything but a file).
     pub fn kind_size(&self) -> u64 {
         match &self.kind {
@@ -486,20 +505,7 @@ impl LayerTree {
             Some(dir) => path::join(dir, &name),
             None => name,
         };
-        self.insert(Entry {
-            path: wh,
-            kind: Kind::File(Content::Bytes(Arc::from(&b""[..]))),
-            meta: Meta {
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                mtime: defaults.mtime,
-            },
-            priority: Priority::Explicit,
-            origin,
-            inode: None,
-            xattrs: Vec::new(),
-        })
+        self.insert(Entry::in_memory(&wh, b"", defaults.mtime, origin))
     }
 
     /// Add missing parent directories, turn repeated inodes into hard links, and return the
@@ -660,20 +666,7 @@ mod tests {
     use super::*;
 
     fn file(path: &str, bytes: &[u8], origin: &str) -> Entry {
-        Entry {
-            path: path.as_bytes().to_vec(),
-            kind: Kind::File(Content::Bytes(Arc::from(bytes))),
-            meta: Meta {
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-            },
-            priority: Priority::Explicit,
-            origin: Arc::from(origin),
-            inode: None,
-            xattrs: Vec::new(),
-        }
+        Entry::in_memory(path.as_bytes(), bytes, 0, Arc::from(origin))
     }
 
     #[test]

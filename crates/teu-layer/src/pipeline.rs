@@ -905,38 +905,18 @@ mod tests {
         let mut t = LayerTree::new();
         for i in 0..n {
             let body: Vec<u8> = format!("file {i} ").repeat(i * 37 % 5000).into_bytes();
-            t.insert(Entry {
-                path: format!("dir{}/file{i:05}", i % 7).into_bytes(),
-                kind: Kind::File(Content::Bytes(Arc::from(body))),
-                meta: Meta {
-                    mode: 0o644,
-                    uid: 0,
-                    gid: 0,
-                    mtime: 0,
-                },
-                priority: Priority::Explicit,
-                origin: Arc::from("test"),
-                inode: None,
-                xattrs: Vec::new(),
-            })
+            let path = format!("dir{}/file{i:05}", i % 7);
+            t.insert(Entry::in_memory(
+                path.as_bytes(),
+                &body,
+                0,
+                Arc::from("test"),
+            ))
             .unwrap();
         }
         let big_body: Vec<u8> = (0..big).map(|i| (i * 7 % 251) as u8).collect();
-        t.insert(Entry {
-            path: b"big".to_vec(),
-            kind: Kind::File(Content::Bytes(Arc::from(big_body))),
-            meta: Meta {
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-            },
-            priority: Priority::Explicit,
-            origin: Arc::from("test"),
-            inode: None,
-            xattrs: Vec::new(),
-        })
-        .unwrap();
+        t.insert(Entry::in_memory(b"big", &big_body, 0, Arc::from("test")))
+            .unwrap();
         t.finish(&Defaults { mtime: 0 }).unwrap()
     }
 

@@ -28,7 +28,7 @@ use globset::GlobBuilder;
 use teu_oci::Digest;
 
 use crate::compress::Compression;
-use crate::entry::{Content, Entry, Kind, Meta, Priority};
+use crate::entry::{Entry, Kind};
 use crate::plan::Seg;
 use crate::tar_writer::{self, BLOCK};
 
@@ -65,22 +65,12 @@ pub enum EstargzError {
 }
 
 fn landmark(name: &str) -> Entry {
-    Entry {
-        path: name.as_bytes().to_vec(),
-        kind: Kind::File(Content::Bytes(std::sync::Arc::from(
-            &[LANDMARK_CONTENTS][..],
-        ))),
-        meta: Meta {
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-        },
-        priority: Priority::Explicit,
-        origin: std::sync::Arc::from("estargz landmark"),
-        inode: None,
-        xattrs: Vec::new(),
-    }
+    Entry::in_memory(
+        name.as_bytes(),
+        &[LANDMARK_CONTENTS],
+        0,
+        std::sync::Arc::from("estargz landmark"),
+    )
 }
 
 /// Order a layer's entries (in path order, as [`crate::LayerTree::finish`] returns them)
@@ -197,20 +187,12 @@ pub(crate) fn tail(
 ) -> Result<Tail, EstargzError> {
     let toc = toc::build(entries, headers, segs, starts, digests)?;
     let json = toc::to_json(&toc);
-    let mut tar = tar_writer::encode_header(&Entry {
-        path: TOC_TAR_NAME.as_bytes().to_vec(),
-        kind: Kind::File(Content::Bytes(std::sync::Arc::from(&json[..]))),
-        meta: Meta {
-            mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-        },
-        priority: Priority::Explicit,
-        origin: std::sync::Arc::from("estargz"),
-        inode: None,
-        xattrs: Vec::new(),
-    });
+    let mut tar = tar_writer::encode_header(&Entry::in_memory(
+        TOC_TAR_NAME.as_bytes(),
+        &json,
+        0,
+        std::sync::Arc::from("estargz"),
+    ));
     tar.extend_from_slice(&json);
     tar.extend_from_slice(&[0u8; BLOCK][..tar_writer::padding(json.len() as u64)]);
     tar.extend_from_slice(&tar_writer::trailer());
@@ -355,26 +337,13 @@ pub fn read_file_by_ranges(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Defaults, LayerTree};
+    use crate::entry::{Content, Defaults, LayerTree};
     use crate::pipeline::{build_layer, LayerOptions};
     use std::sync::Arc;
     use teu_store::Store;
 
     fn file(path: &str, body: Vec<u8>) -> Entry {
-        Entry {
-            path: path.as_bytes().to_vec(),
-            kind: Kind::File(Content::Bytes(Arc::from(body))),
-            meta: Meta {
-                mode: 0o644,
-                uid: 0,
-                gid: 0,
-                mtime: 0,
-            },
-            priority: Priority::Explicit,
-            origin: Arc::from("test"),
-            inode: None,
-            xattrs: Vec::new(),
-        }
+        Entry::in_memory(path.as_bytes(), &body, 0, Arc::from("test"))
     }
 
     fn tree() -> Vec<Entry> {
