@@ -76,7 +76,21 @@ pub fn entries_of_tar(
                 }
             };
         }
+        // The tar crate applies PAX `uid`/`gid` to the header it returns, not `mtime`
+        // (which a writer uses for times ustar's 11 octal digits cannot hold, teu's own
+        // included); whole seconds are kept, as teu's writer has no finer times.
+        let mut pax_mtime = None;
         for (key, value) in records {
+            if key == b"mtime" {
+                let text = String::from_utf8_lossy(&value);
+                let secs = text.split('.').next().unwrap_or("");
+                pax_mtime = Some(secs.parse::<u64>().map_err(|_| {
+                    bad(origin, format!(
+                        "entry {shown:?} has PAX mtime {text:?}, which is not a time teu can keep (whole seconds since 1970)"
+                    ))
+                })?);
+                continue;
+            }
             if key.starts_with(b"GNU.sparse.") {
                 return Err(bad(origin, format!(
                     "entry {shown:?} has PAX record {}, which teu's eStargz writer does not carry (sparse files are not supported)",
@@ -177,7 +191,10 @@ pub fn entries_of_tar(
                 & 0o7777,
             uid: num(header.uid(), "uid")?,
             gid: num(header.gid(), "gid")?,
-            mtime: num(header.mtime(), "mtime")?,
+            mtime: match pax_mtime {
+                Some(t) => t,
+                None => num(header.mtime(), "mtime")?,
+            },
         };
         out.push(Entry {
             path,
@@ -331,6 +348,15 @@ mod tests {
                 ("user.z".to_string(), b"2=3".to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn a_pax_mtime_wins_over_the_ustar_field() {
+        // 2^33 s does not fit ustar's 11 octal digits; the header says 0.
+        let got = entries(&tar_with_pax(&[(b"mtime", b"8589934592.25")])).unwrap();
+        assert_eq!(got[0].meta.mtime, 8_589_934_592);
+        let err = entries(&tar_with_pax(&[(b"mtime", b"-5")])).unwrap_err();
+        assert!(err.to_string().contains("PAX mtime \"-5\""), "{err}");
     }
 
     #[test]
