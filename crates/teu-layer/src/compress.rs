@@ -44,6 +44,7 @@ pub const DEFAULT_GZIP_LEVEL: u32 = 6;
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 /// The reference writer's chunk size (stargz-snapshotter's default).
 pub const DEFAULT_ESTARGZ_CHUNK: u64 = 4 * 1024 * 1024;
+pub const MAX_ESTARGZ_CHUNK: u64 = 64 * 1024 * 1024;
 const FEED: usize = 64 * 1024;
 
 impl Default for Compression {
@@ -58,7 +59,7 @@ impl Default for Compression {
 pub enum CompressionError {
     #[error("unknown compression {0:?} (expected gzip, zstd, estargz or none)")]
     Unknown(String),
-    #[error("estargz chunk size {0} is out of range (4096 bytes to 1 GiB)")]
+    #[error("estargz chunk size {0} is out of range (4096 bytes to 64 MiB)")]
     Chunk(u64),
     #[error("{algorithm} level {level} is out of range ({range})")]
     Level {
@@ -127,7 +128,9 @@ impl Compression {
 
     /// The same compression with eStargz chunks of `chunk` bytes (other kinds unchanged).
     pub fn with_chunk_size(self, chunk: u64) -> Result<Compression, CompressionError> {
-        if !(4096..=1 << 30).contains(&chunk) {
+        // The pipeline holds a few members per thread in memory, and a member is up to a
+        // chunk: the cap keeps a layer's memory in tens of MiB, not GiB.
+        if !(4096..=MAX_ESTARGZ_CHUNK).contains(&chunk) {
             return Err(CompressionError::Chunk(chunk));
         }
         Ok(match self {

@@ -780,6 +780,8 @@ remove = ["/etc/motd"]      # whiteouts for paths of the base
         );
         let e = parse_err("[image]\ncompression = \"estargz\"\nestargz_chunk_size = 10\n");
         assert!(e.contains("out of range"), "{e}");
+        let e = parse_err("[image]\ncompression = \"estargz\"\nestargz_chunk_size = 67108865\n");
+        assert!(e.contains("out of range") && e.contains("64 MiB"), "{e}");
         let e = parse_err("[[layer]]\nprefetch = [\"app/bin\"]\n");
         assert!(
             e.contains("layer[0].prefetch") && e.contains("absolute"),
