@@ -355,22 +355,21 @@ fn print_toc(
     );
     println!("  toc offset: {}", read.toc_offset);
     println!("  entries:    {}", read.toc.entries.len());
-    for e in &read.toc.entries {
+    let entries = &read.toc.entries;
+    for (i, e) in entries.iter().enumerate() {
         let what = match e.kind.as_str() {
-            "reg" | "chunk" if e.offset != 0 => format!(
-                "{:>10} @{} +{}",
-                if e.kind == "reg" {
-                    e.size
-                } else {
-                    e.chunk_size
-                },
-                e.offset,
-                e.chunk_offset
-            ),
+            "reg" => format!("{:>10}", e.size),
+            // Printed under their file, with the size the last one leaves out.
+            "chunk" => continue,
             "symlink" | "hardlink" => format!("-> {}", e.link_name),
             _ => String::new(),
         };
         println!("    {:<8} {} {what}", e.kind, e.name);
+        if e.kind == "reg" && e.size > 0 {
+            for (offset, chunk_offset, len, _) in teu_layer::estargz::TocEntry::chunks(entries, i) {
+                println!("             chunk +{chunk_offset} {len} bytes, member @{offset}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -589,6 +589,21 @@ fn inspect_marks_estargz_layers_prints_the_toc_and_diff_reads_them() {
         String::from_utf8(ok(teu(&home).args(["inspect", &out("esgz"), "--toc", &digest])).stdout)
             .unwrap();
     assert!(text.contains("(matches the annotation)"), "{text}");
+    // A one-chunk file's chunk line has the file's size (the TOC leaves `chunkSize` out).
+    let hello = entries
+        .iter()
+        .find(|e| e["name"] == "app/bin/hello")
+        .unwrap();
+    let size = hello["size"].as_u64().unwrap();
+    let at = text.find("app/bin/hello").unwrap();
+    let chunk_line = text[at..].lines().nth(1).unwrap();
+    assert!(
+        chunk_line.contains(&format!(
+            "chunk +0 {size} bytes, member @{}",
+            hello["offset"]
+        )),
+        "{text}"
+    );
 
     let gz_layer = layers(&t.path().join("gz")).remove(0).0;
     let (_, err) = fails(teu(&home).args(["inspect", &out("gz"), "--toc", &gz_layer]));
