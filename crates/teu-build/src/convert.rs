@@ -265,12 +265,24 @@ fn conversion_key(from: &Digest, c: &Compression) -> Digest {
 struct Hashing<R> {
     inner: R,
     hash: Sha256State,
+    /// The descriptor's size: a source that sends more is cut off there, so a lying or
+    /// runaway blob cannot fill the spool or the store before the digest check.
+    limit: u64,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
+        if self.hash.len() > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the blob is longer than the {} bytes its descriptor names",
+                    self.limit
+                ),
+            ));
+        }
         Ok(n)
     }
 }
@@ -288,6 +300,7 @@ fn convert_layer(l: &Layer, opts: &ConvertOptions) -> Result<BuiltLayer, BuildEr
     let mut hashed = Hashing {
         inner: raw,
         hash: Sha256State::new(),
+        limit: l.descriptor.size,
     };
     let lopts = LayerOptions {
         compression: opts.compression,

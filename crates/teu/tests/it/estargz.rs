@@ -885,3 +885,48 @@ fn convert_carries_extended_attributes_into_the_tar_and_the_toc() {
     ]));
     assert_eq!(tar_xattrs(&fs::read(&re).unwrap(), "bin/ping"), want);
 }
+
+#[test]
+fn convert_refuses_a_source_layer_that_is_not_its_descriptor() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    write(&src.join("a"), &random(300_000, 3));
+    let home = t.path().join("home");
+    let layout = t.path().join("gz");
+    ok(teu(&home).args([
+        "build",
+        "--copy",
+        &format!("{}:/", src.display()),
+        "--no-cache",
+        "-q",
+        "-o",
+        &format!("oci:{}", layout.display()),
+    ]));
+    let (digest, blob, _) = layers(&layout).remove(0);
+    let good = fs::read(&blob).unwrap();
+    let run = |home: &Path| {
+        fails(teu(home).args([
+            "convert",
+            &format!("oci:{}", layout.display()),
+            &format!("oci:{}", t.path().join("esgz").display()),
+            "--compression",
+            "estargz",
+            "-q",
+        ]))
+        .1
+    };
+    // Longer than the descriptor: cut off at its size, whatever follows.
+    let mut longer = good.clone();
+    longer.extend_from_slice(&random(1 << 20, 4));
+    fs::write(&blob, &longer).unwrap();
+    let err = run(&t.path().join("home2"));
+    assert!(err.contains(&digest) && err.contains("longer"), "{err}");
+    // The same length, one byte flipped inside the gzip stream's data.
+    let mut flipped = good.clone();
+    let at = good.len() / 2;
+    flipped[at] ^= 0x55;
+    fs::write(&blob, &flipped).unwrap();
+    let err = run(&t.path().join("home3"));
+    assert!(err.contains(&digest), "{err}");
+    assert!(!t.path().join("esgz").join("index.json").exists());
+}
