@@ -69,7 +69,8 @@ converted layers go to teu's store, which remembers them: converting the same la
 again reads nothing. gzip, zstd and none keep each tar stream byte for byte; estargz \
 lays the files out for lazy pulling (an existing eStargz layer keeps its prefetch order), \
 keeping paths, order, modes, owners and mtimes. Converting eStargz to gzip and back gives \
-the same digest.";
+the same digest: the gzip layer keeps the eStargz tar stream, landmark and \
+stargz.index.json included (the TOC's offsets then name nothing; plain runtimes ignore it).";
 
 pub fn run(args: ConvertArgs) -> Result<ExitCode> {
     let started = Instant::now();

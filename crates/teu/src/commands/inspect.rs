@@ -300,7 +300,8 @@ fn print_toc(
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("{name} has no layer {want}"))?;
     // A local blob (a layout, the store) is read in place, footer and TOC only, as a
-    // lazy reader would; any other is copied first, verified against its digest.
+    // lazy reader would, so the blob's own digest is not checked (the TOC's is, against
+    // the annotation); any other is copied first, verified against its digest.
     let local = found
         .source
         .local_path(&want)
