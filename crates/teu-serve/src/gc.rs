@@ -62,7 +62,8 @@ pub async fn collect(storage: &dyn Storage, opts: &GcOptions) -> StorageResult<G
             repo.split_once('/')
                 .is_some_and(|(first, _)| c.upstreams.iter().any(|u| u == first))
         };
-        let ev = crate::proxy::lru::evict(storage, c.max_bytes, is_cache, opts.dry_run).await?;
+        let ev = crate::proxy::lru::evict(storage, c.max_bytes, is_cache, |_| false, opts.dry_run)
+            .await?;
         report.proxied_evicted = ev.blobs;
         report.proxied_evicted_bytes = ev.bytes;
     }
