@@ -10,11 +10,12 @@
 //! recently used proxied blobs above it, exactly as a running server does (see
 //! [`crate::proxy::lru`]); pushed content is never evicted.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
+use crate::digest::Digest;
 use crate::storage::{Storage, StorageResult};
 
 #[derive(Clone, Debug)]
@@ -62,8 +63,31 @@ pub async fn collect(storage: &dyn Storage, opts: &GcOptions) -> StorageResult<G
             repo.split_once('/')
                 .is_some_and(|(first, _)| c.upstreams.iter().any(|u| u == first))
         };
-        let ev = crate::proxy::lru::evict(storage, c.max_bytes, is_cache, |_| false, opts.dry_run)
-            .await?;
+        // gc lists every repository anyway: it knows each blob's links without asking,
+        // and treats a pushed link as a pin even where a push from before pins left none.
+        let mut pinned: HashSet<Digest> = HashSet::new();
+        let mut links: HashMap<Digest, Vec<String>> = HashMap::new();
+        for (repo, d) in crate::proxy::lru::blob_links(storage).await? {
+            if is_cache(&repo) {
+                let key = format!(
+                    "repositories/{repo}/_blobs/{}/{}",
+                    d.algorithm().name(),
+                    d.hex()
+                );
+                links.entry(d).or_default().push(key);
+            } else {
+                pinned.insert(d);
+            }
+        }
+        let ev = crate::proxy::lru::evict(
+            storage,
+            c.max_bytes,
+            |d| pinned.contains(d),
+            |d| links.get(d).cloned().unwrap_or_default(),
+            |_| false,
+            opts.dry_run,
+        )
+        .await?;
         report.proxied_evicted = ev.blobs;
         report.proxied_evicted_bytes = ev.bytes;
     }

@@ -33,7 +33,7 @@ pub async fn blob(app: &Arc<App>, r: &Route, d: &str, req: &Parts) -> ApiResult<
         hit(app);
         app.proxy
             .lru
-            .touch(app.registry.storage.as_ref(), &d, size)
+            .touch(app.registry.storage.as_ref(), &d, size, &r.cache)
             .await;
         return serve_cached(app, &d, size, req, reading).await;
     }
@@ -43,7 +43,7 @@ pub async fn blob(app: &Arc<App>, r: &Route, d: &str, req: &Parts) -> ApiResult<
         app.registry.link_blob(&r.cache, &d).await?;
         app.proxy
             .lru
-            .touch(app.registry.storage.as_ref(), &d, e.size)
+            .touch(app.registry.storage.as_ref(), &d, e.size, &r.cache)
             .await;
         return serve_cached(app, &d, e.size, req, reading).await;
     }
@@ -281,8 +281,11 @@ async fn store(app: &Arc<App>, f: &Arc<Fill>) -> Result<(), Option<ApiError>> {
         let _ = storage.upload_delete(&id).await;
         return Err(Some(e.into()));
     }
-    app.proxy.lru.added(storage.as_ref(), &f.digest, size).await;
     let repos = f.repos.lock().unwrap().clone();
+    app.proxy
+        .lru
+        .added(storage.as_ref(), &f.digest, size, &repos)
+        .await;
     for repo in repos {
         app.registry
             .link_blob(&repo, &f.digest)

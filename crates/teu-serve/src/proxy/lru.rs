@@ -12,11 +12,18 @@
 //! order survives restarts, is shared by servers on one bucket, and `teu serve gc`
 //! applies the same bound with the same order (missing only a running server's last
 //! second of uses). A rewrite puts the new key before deleting the old one; a reader
-//! that sees both takes the newest, and eviction removes the rest. A blob is only
-//! evicted while no repository outside the proxied ones links it, so a push of the same
-//! bytes pins them.
+//! that sees both takes the newest, and eviction removes the rest.
+//!
+//! A blob a push or mount linked carries a pin ([`crate::registry::pushed_key`]) and is
+//! never evicted; a round asks for the pins of its candidates only (one HEAD each), not
+//! for a listing of every repository. Pins are written by every server on every push,
+//! with or without a bound; a store from before pins is indexed once, at the first start
+//! with a bound. An evicted blob's links from cache repositories this process knows of
+//! go with it (`teu serve gc`, which lists every repository anyway, removes all of
+//! them); others (another server's, or from before a restart) are left, and a proxied
+//! request through one finds no blob and fills it again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,9 +32,12 @@ use bytes::Bytes;
 
 use crate::digest::Digest;
 use crate::http::App;
+use crate::registry::pushed_key;
 use crate::storage::{blob_key, Storage, StorageResult, WriteMode};
 
 const PREFIX: &str = "proxy/lru/";
+/// Present once every pushed link of the store has its pin.
+const PINS_INDEXED: &str = "proxy/pins-indexed";
 /// How stale a stored marker may get before a hit rewrites it.
 const TOUCH_EVERY: Duration = Duration::from_secs(1);
 /// Stamps per millisecond before the sequence runs ahead of the clock.
@@ -70,6 +80,8 @@ struct Known {
     /// 0: no marker of ours is known.
     stored: u64,
     stored_at: Instant,
+    /// Cache repositories this process linked it into: their links go with it.
+    repos: Vec<String>,
 }
 
 pub struct Lru {
@@ -112,16 +124,37 @@ pub struct Eviction {
 }
 
 impl Lru {
-    /// With a bound, read the markers once to know how much is cached.
-    pub async fn open(storage: &dyn Storage, max: Option<u64>) -> StorageResult<Lru> {
+    /// With a bound, read the markers once to know how much is cached, and pin what
+    /// pushes linked before pins existed. `cache_repo` tells proxied repositories.
+    pub async fn open(
+        storage: &dyn Storage,
+        max: Option<u64>,
+        cache_repo: impl Fn(&str) -> bool,
+    ) -> StorageResult<Lru> {
         let mut known: HashMap<Digest, Known> = HashMap::new();
         if max.is_some() {
+            if storage.head(PINS_INDEXED).await?.is_none() {
+                let mut n = 0;
+                for (repo, d) in blob_links(storage).await? {
+                    if !cache_repo(&repo) {
+                        storage
+                            .put(&pushed_key(&d), Bytes::new(), WriteMode::Overwrite)
+                            .await?;
+                        n += 1;
+                    }
+                }
+                storage
+                    .put(PINS_INDEXED, Bytes::new(), WriteMode::Overwrite)
+                    .await?;
+                tracing::info!(links = n, "pinned pushed blobs for the cache's size bound");
+            }
             for m in markers(storage).await? {
                 let k = known.entry(m.digest).or_insert(Known {
                     size: m.size,
                     used: 0,
                     stored: 0,
                     stored_at: Instant::now(),
+                    repos: Vec::new(),
                 });
                 if m.stamp > k.stored {
                     k.stored = m.stamp;
@@ -152,9 +185,10 @@ impl Lru {
         self.readers.lock().unwrap().contains_key(d)
     }
 
-    /// A cache hit on `d` (`size` bytes): its use now, written out if the stored marker
-    /// is a second old (or this process has none, e.g. another server filled it).
-    pub async fn touch(&self, storage: &dyn Storage, d: &Digest, size: u64) {
+    /// A cache hit on `d` (`size` bytes) through cache repository `repo`: its use now,
+    /// written out if the stored marker is a second old (or this process has none, e.g.
+    /// another server filled it).
+    pub async fn touch(&self, storage: &dyn Storage, d: &Digest, size: u64, repo: &str) {
         if self.max.is_none() {
             return;
         }
@@ -168,9 +202,13 @@ impl Lru {
                     used: now,
                     stored: 0,
                     stored_at: Instant::now(),
+                    repos: Vec::new(),
                 }
             });
             k.used = now;
+            if !k.repos.iter().any(|r| r == repo) {
+                k.repos.push(repo.to_string());
+            }
             if k.stored == 0 || k.stored_at.elapsed() >= TOUCH_EVERY {
                 let old = k.stored;
                 k.stored = now;
@@ -185,8 +223,8 @@ impl Lru {
         }
     }
 
-    /// A fill stored `d`.
-    pub async fn added(&self, storage: &dyn Storage, d: &Digest, size: u64) {
+    /// A fill stored `d` and linked it into `repos`.
+    pub async fn added(&self, storage: &dyn Storage, d: &Digest, size: u64, repos: &[String]) {
         let now = stamp();
         let old = self.known.lock().unwrap().insert(
             d.clone(),
@@ -195,6 +233,7 @@ impl Lru {
                 used: now,
                 stored: now,
                 stored_at: Instant::now(),
+                repos: repos.to_vec(),
             },
         );
         match old {
@@ -234,10 +273,21 @@ impl Lru {
         let proxy = &app.proxy;
         let storage = app.registry.storage.as_ref();
         self.flush(storage).await;
+        let links: HashMap<Digest, Vec<String>> = self
+            .known
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(d, k)| {
+                let keys = k.repos.iter().map(|r| blob_link_key(r, d)).collect();
+                (d.clone(), keys)
+            })
+            .collect();
         let result = evict(
             storage,
             max,
-            |r| proxy.cache_repo(r),
+            |_| false,
+            |d| links.get(d).cloned().unwrap_or_default(),
             |d| self.in_use(d),
             false,
         )
@@ -272,6 +322,29 @@ impl Lru {
         }
         self.evicting.store(false, Ordering::Release);
     }
+}
+
+fn blob_link_key(repo: &str, d: &Digest) -> String {
+    format!(
+        "repositories/{repo}/_blobs/{}/{}",
+        d.algorithm().name(),
+        d.hex()
+    )
+}
+
+/// Every `(repository, blob)` link in the store: one listing of all of `repositories/`.
+pub async fn blob_links(storage: &dyn Storage) -> StorageResult<Vec<(String, Digest)>> {
+    Ok(storage
+        .list("repositories/")
+        .await?
+        .into_iter()
+        .filter_map(|e| {
+            let rest = e.key.strip_prefix("repositories/")?;
+            let (repo, blob) = rest.split_once("/_blobs/")?;
+            let (alg, hex) = blob.split_once('/')?;
+            Some((repo.to_string(), format!("{alg}:{hex}").parse().ok()?))
+        })
+        .collect())
 }
 
 /// Put the marker of `stamp`, then delete the one of `old` (0: none).
@@ -331,12 +404,14 @@ fn parse_marker(key: &str) -> Option<(Digest, u64, Option<u64>)> {
 }
 
 /// Remove least recently used proxied blobs until at most `max` bytes of them remain.
-/// `cache_repo` tells proxied repositories from pushed ones; blobs `in_use` are skipped
-/// (and still count as kept).
+/// A blob is pinned (not the cache's: it leaves the accounting, never the store) when
+/// `pinned` says so or its push pin exists; `cache_links` names the link keys that go
+/// with an evicted blob; blobs `in_use` are skipped (and still count as kept).
 pub async fn evict(
     storage: &dyn Storage,
     max: u64,
-    cache_repo: impl Fn(&str) -> bool,
+    pinned: impl Fn(&Digest) -> bool,
+    cache_links: impl Fn(&Digest) -> Vec<String>,
     in_use: impl Fn(&Digest) -> bool,
     dry_run: bool,
 ) -> StorageResult<Eviction> {
@@ -358,32 +433,11 @@ pub async fn evict(
         .map(|(d, (size, stamp, keys))| (d, size, stamp, keys))
         .collect();
     order.sort_by_key(|m| m.2);
-    // Who links what: pushed repositories pin a blob, proxied links go with it.
-    let mut pinned: HashSet<String> = HashSet::new();
-    let mut cache_links: HashMap<String, Vec<String>> = HashMap::new();
-    for e in storage.list("repositories/").await? {
-        let Some(rest) = e.key.strip_prefix("repositories/") else {
-            continue;
-        };
-        let Some((repo, blob)) = rest.split_once("/_blobs/") else {
-            continue;
-        };
-        let Some((alg, hex)) = blob.split_once('/') else {
-            continue;
-        };
-        let d = format!("{alg}:{hex}");
-        if cache_repo(repo) {
-            cache_links.entry(d).or_default().push(e.key.clone());
-        } else {
-            pinned.insert(d);
-        }
-    }
     for (d, size, _, keys) in order {
         if total <= max {
             break;
         }
-        let name = d.to_string();
-        if pinned.contains(&name) {
+        if pinned(&d) || storage.head(&pushed_key(&d)).await?.is_some() {
             // Pushed content: no longer the cache's to evict.
             total -= size;
             if !dry_run {
@@ -401,8 +455,8 @@ pub async fn evict(
         }
         total -= size;
         if !dry_run {
-            for link in cache_links.get(&name).into_iter().flatten() {
-                storage.delete(link).await?;
+            for link in cache_links(&d) {
+                storage.delete(&link).await?;
             }
             storage.delete(&blob_key(&d)).await?;
             for k in &keys {

@@ -683,8 +683,15 @@ impl Look {
 
     /// Whether blob `d` is in storage.
     fn has(&self, d: &str) -> bool {
-        let key = format!("blobs/sha256/{}", &d[7..]);
-        self.rt.block_on(self.storage.head(&key)).unwrap().is_some()
+        self.has_key(&format!("blobs/sha256/{}", &d[7..]))
+    }
+
+    fn has_key(&self, key: &str) -> bool {
+        self.rt.block_on(self.storage.head(key)).unwrap().is_some()
+    }
+
+    fn delete(&self, key: &str) {
+        self.rt.block_on(self.storage.delete(key)).unwrap();
     }
 }
 
@@ -836,6 +843,53 @@ fn proxy_cache_bound_spares_a_blob_being_served_fs() {
 #[test]
 fn proxy_cache_bound_spares_a_blob_being_served_s3() {
     cache_bound_spares_a_blob_being_served(Backend::S3);
+}
+
+/// A store from before push pins: a pushed blob that is also the oldest proxied one is
+/// pinned when a server with a bound starts, so the rounds (which ask only for pins, not
+/// for every repository's links) still never evict it.
+fn cache_bound_pins_pushes_from_before_pins(b: Backend) {
+    let up = Up::start();
+    let st = Storage::new(b);
+    let cfg = format!("{}[cache]\nmax_size = \"2MB\"\n", up.toml("docker.io", ""));
+    let mut s = Server::start_with(&st, &cfg);
+    let look = Look::new(&st);
+    let blobs: Vec<Vec<u8>> = (0..3).map(|i| noise(1_000_000, 200 + i)).collect();
+    let refs: Vec<&[u8]> = blobs.iter().map(|b| b.as_slice()).collect();
+    push_up(&up, "library/app", "v1", b"{}", &refs);
+    let ds: Vec<String> = blobs.iter().map(|b| sha256(b)).collect();
+    let pull = |s: &Server, i: usize| {
+        let path = format!("/v2/docker.io/library/app/blobs/{}", ds[i]);
+        let (got, _) = hash_body(get(s, &path)).unwrap();
+        assert_eq!(got, ds[i]);
+        fills_done(s);
+    };
+    pull(&s, 0);
+    push_blob(&s, "mine/app", &blobs[0]);
+    let pin = format!("pushed/sha256/{}", &ds[0][7..]);
+    assert!(look.has_key(&pin), "a push pins its blob");
+    // As if the push had come from a server that wrote no pins.
+    look.delete(&pin);
+    look.delete("proxy/pins-indexed");
+    s.restart();
+    assert!(look.has_key(&pin), "the start indexed the pushed link");
+    pull(&s, 1);
+    pull(&s, 2);
+    assert!(look.has(&ds[0]), "pushed content is never evicted");
+    assert!(look.has(&ds[1]) && look.has(&ds[2]));
+    assert_eq!(metric(&s, "teu_serve_proxy_evicted_blobs_total"), 0);
+    let r = get(&s, &format!("/v2/mine/app/blobs/{}", ds[0]));
+    assert_eq!(r.bytes().unwrap().as_ref(), blobs[0].as_slice());
+}
+
+#[test]
+fn proxy_cache_bound_pins_pushes_from_before_pins_fs() {
+    cache_bound_pins_pushes_from_before_pins(Backend::Fs);
+}
+
+#[test]
+fn proxy_cache_bound_pins_pushes_from_before_pins_s3() {
+    cache_bound_pins_pushes_from_before_pins(Backend::S3);
 }
 
 #[test]
