@@ -58,6 +58,10 @@ fn digest_key(d: &str) -> Option<String> {
 
 pub async fn collect(storage: &dyn Storage, opts: &GcOptions) -> StorageResult<GcReport> {
     let mut report = GcReport::default();
+    // Listed once, before the cache's eviction, for both. The eviction only removes cache
+    // links of blobs it evicts; the sweep below deletes a link at most, and deleting a
+    // key that is already gone is no error.
+    let repo_entries = storage.list("repositories/").await?;
     if let Some(c) = &opts.cache {
         let is_cache = |repo: &str| {
             repo.split_once('/')
@@ -67,14 +71,12 @@ pub async fn collect(storage: &dyn Storage, opts: &GcOptions) -> StorageResult<G
         // and treats a pushed link as a pin even where a push from before pins left none.
         let mut pinned: HashSet<Digest> = HashSet::new();
         let mut links: HashMap<Digest, Vec<String>> = HashMap::new();
-        for (repo, d) in crate::proxy::lru::blob_links(storage).await? {
+        for e in &repo_entries {
+            let Some((repo, d)) = crate::proxy::lru::blob_link_of(&e.key) else {
+                continue;
+            };
             if is_cache(&repo) {
-                let key = format!(
-                    "repositories/{repo}/_blobs/{}/{}",
-                    d.algorithm().name(),
-                    d.hex()
-                );
-                links.entry(d).or_default().push(key);
+                links.entry(d).or_default().push(e.key.clone());
             } else {
                 pinned.insert(d);
             }
@@ -92,7 +94,6 @@ pub async fn collect(storage: &dyn Storage, opts: &GcOptions) -> StorageResult<G
         report.proxied_evicted_bytes = ev.bytes;
     }
     let mut marked: HashSet<String> = HashSet::new();
-    let repo_entries = storage.list("repositories/").await?;
     for e in &repo_entries {
         let Some((_, rest)) = e.key.split_once("/_manifests/") else {
             continue;

@@ -333,18 +333,21 @@ fn blob_link_key(repo: &str, d: &Digest) -> String {
 }
 
 /// Every `(repository, blob)` link in the store: one listing of all of `repositories/`.
-pub async fn blob_links(storage: &dyn Storage) -> StorageResult<Vec<(String, Digest)>> {
+async fn blob_links(storage: &dyn Storage) -> StorageResult<Vec<(String, Digest)>> {
     Ok(storage
         .list("repositories/")
         .await?
-        .into_iter()
-        .filter_map(|e| {
-            let rest = e.key.strip_prefix("repositories/")?;
-            let (repo, blob) = rest.split_once("/_blobs/")?;
-            let (alg, hex) = blob.split_once('/')?;
-            Some((repo.to_string(), format!("{alg}:{hex}").parse().ok()?))
-        })
+        .iter()
+        .filter_map(|e| blob_link_of(&e.key))
         .collect())
+}
+
+/// The repository and blob of a `repositories/<repo>/_blobs/<alg>/<hex>` key.
+pub fn blob_link_of(key: &str) -> Option<(String, Digest)> {
+    let rest = key.strip_prefix("repositories/")?;
+    let (repo, blob) = rest.split_once("/_blobs/")?;
+    let (alg, hex) = blob.split_once('/')?;
+    Some((repo.to_string(), format!("{alg}:{hex}").parse().ok()?))
 }
 
 /// Put the marker of `stamp`, then delete the one of `old` (0: none).
