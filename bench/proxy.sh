@@ -13,7 +13,12 @@
 #   cold x1   one skopeo copy docker://CACHE/…/big:1 oci:OUT
 #   warm      the same again into an empty OUT (the cache holds the image; within its TTL)
 #   cold xN   the cache restarted on an empty directory, then N skopeo copies at once
-# and, as a baseline, skopeo straight from the throttled upstream (1 and N clients).
+#   warm xN   N copies at once again from that cache (a control: the clients' own cost
+#             with the cache in the path but no link to wait for)
+# and, as baselines, skopeo straight from the throttled upstream (1 and N clients; N
+# clients there each fetch their own copy over the one link), and skopeo straight from
+# the upstream registry with no throttle and no cache (1 and N clients: what the clients
+# alone cost on this machine, the floor for any cache's wall).
 # Wall times are the clients' (the last to finish); upstream bytes and requests are counted
 # until the upstream link has been idle for 2 s, so a background fill is included.
 set -euo pipefail
@@ -120,7 +125,8 @@ TOML
 }
 stop_cache() { kill "$cache_pid"; wait "$cache_pid" 2>/dev/null || true; }
 
-counters() { cat "$work/link-$1"; }
+# A name with no link (the unthrottled upstream) counts nothing.
+counters() { cat "$work/link-$1" 2>/dev/null || echo "0 0"; }
 # Wait until the link has been idle for 2 s (at most 120 s).
 settle() {
   local prev cur i
@@ -149,6 +155,10 @@ measure() { # NAME CASE CLIENTS
 ref="docker://${link_of[direct]}/library/big:1"
 measure direct cold1 1
 measure direct coldn "$CLIENTS"
+# The floor: no link, no cache.
+ref="docker://$up/library/big:1"
+measure raw cold1 1
+measure raw coldn "$CLIENTS"
 for r in teu distribution; do
   start_cache "$r" "$work/$r-1"
   measure "$r" cold1 1
@@ -156,14 +166,16 @@ for r in teu distribution; do
   stop_cache
   start_cache "$r" "$work/$r-2"
   measure "$r" coldn "$CLIENTS"
+  measure "$r" warmn "$CLIENTS"
   stop_cache
   cp "$work/link-$r.log" "$work/requests-$r.log" 2>/dev/null || true
 done
 echo "upstream requests, teu:" >&2; sort "$work/requests-teu.log" | uniq -c | sort -rn | head -20 >&2
 echo "upstream requests, distribution:" >&2; sort "$work/requests-distribution.log" | uniq -c | sort -rn | head -20 >&2
 
-args=("$image_bytes" "$RATE_MBPS" "$CLIENTS" "${result[direct,cold1,wall]}" "${result[direct,coldn,wall]}")
-for c in cold1 coldn warm; do for k in wall mb req; do for r in teu distribution; do
+args=("$image_bytes" "$RATE_MBPS" "$CLIENTS" "${result[direct,cold1,wall]}" "${result[direct,coldn,wall]}"
+  "${result[raw,cold1,wall]}" "${result[raw,coldn,wall]}")
+for c in cold1 coldn warm warmn; do for k in wall mb req; do for r in teu distribution; do
   args+=("${result[$r,$c,$k]}")
 done; done; done
 python3 - "${args[@]}" <<'PY'
@@ -171,9 +183,10 @@ import sys
 a = sys.argv[1:]
 size, rate, n = int(a[0]), float(a[1]), int(a[2])
 direct1, directn = float(a[3]), float(a[4])
+raw1, rawn = float(a[5]), float(a[6])
 v = {}
-i = 5
-for c in ["cold1", "coldn", "warm"]:
+i = 7
+for c in ["cold1", "coldn", "warm", "warmn"]:
     for k in ["wall", "mb", "req"]:
         v[c, k] = (float(a[i]), float(a[i + 1]))
         i += 2
@@ -181,7 +194,9 @@ ideal = size / (rate * 1e6)
 mb = size / 1e6
 print(f"image {mb:.1f} MB; upstream link {rate:g} MB/s, so {ideal:.2f} s at best")
 print(f"skopeo straight from the throttled upstream, no cache: {direct1:.2f} s for 1 client, "
-      f"{directn:.2f} s for {n} at once (each client fetching its own copy over the link)\n")
+      f"{directn:.2f} s for {n} at once (each client fetching its own copy over the link)")
+print(f"skopeo straight from the upstream registry, no link, no cache (the clients' floor): "
+      f"{raw1:.2f} s for 1 client, {rawn:.2f} s for {n} at once\n")
 print("| measure | teu serve | distribution 2.8.2 |")
 print("| --- | --- | --- |")
 rows = [
@@ -193,6 +208,8 @@ rows = [
     (f"cold pull, {n} clients at once: upstream requests", "coldn", "req"),
     ("warm pull, 1 client: wall (s)", "warm", "wall"),
     ("warm pull, 1 client: upstream requests", "warm", "req"),
+    (f"warm pull, {n} clients at once: wall of the last (s)", "warmn", "wall"),
+    (f"warm pull, {n} clients at once: upstream requests", "warmn", "req"),
 ]
 for name, c, k in rows:
     t, d = v[c, k]
@@ -207,6 +224,12 @@ for c, label in [("cold1", "1 client"), ("coldn", f"{n} clients")]:
     t = v[c, "wall"][0]
     ok = t <= ideal * 1.05
     print(f"goal: cold wall within 5% of the link, {label}: {'met' if ok else 'NOT met'} ({t:.2f} s, {t / ideal:.2f}x of {ideal:.2f} s)")
+# What the clients cost alone: a cold wall cannot beat the link or the clients' floor.
+for c, floor, label in [("cold1", raw1, "1 client"), ("coldn", rawn, f"{n} clients")]:
+    t = v[c, "wall"][0]
+    bound = max(ideal, floor)
+    print(f"control, {label}: the clients alone take {floor:.2f} s, so the best cold wall is {bound:.2f} s; "
+          f"teu took {t:.2f} s ({t / bound:.2f}x of that)")
 w = v["warm", "req"][0]
 print(f"goal: warm pull with no upstream request inside the TTL: {'met' if w == 0 else 'NOT met'} ({w:g})")
 PY

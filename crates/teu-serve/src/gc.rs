@@ -10,11 +10,12 @@
 //! recently used proxied blobs above it, exactly as a running server does (see
 //! [`crate::proxy::lru`]); pushed content is never evicted.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
+use crate::digest::Digest;
 use crate::storage::{Storage, StorageResult};
 
 #[derive(Clone, Debug)]
@@ -57,17 +58,42 @@ fn digest_key(d: &str) -> Option<String> {
 
 pub async fn collect(storage: &dyn Storage, opts: &GcOptions) -> StorageResult<GcReport> {
     let mut report = GcReport::default();
+    // Listed once, before the cache's eviction, for both. The eviction only removes cache
+    // links of blobs it evicts; the sweep below deletes a link at most, and deleting a
+    // key that is already gone is no error.
+    let repo_entries = storage.list("repositories/").await?;
     if let Some(c) = &opts.cache {
         let is_cache = |repo: &str| {
             repo.split_once('/')
                 .is_some_and(|(first, _)| c.upstreams.iter().any(|u| u == first))
         };
-        let ev = crate::proxy::lru::evict(storage, c.max_bytes, is_cache, opts.dry_run).await?;
+        // gc lists every repository anyway: it knows each blob's links without asking,
+        // and treats a pushed link as a pin even where a push from before pins left none.
+        let mut pinned: HashSet<Digest> = HashSet::new();
+        let mut links: HashMap<Digest, Vec<String>> = HashMap::new();
+        for e in &repo_entries {
+            let Some((repo, d)) = crate::proxy::lru::blob_link_of(&e.key) else {
+                continue;
+            };
+            if is_cache(&repo) {
+                links.entry(d).or_default().push(e.key.clone());
+            } else {
+                pinned.insert(d);
+            }
+        }
+        let ev = crate::proxy::lru::evict(
+            storage,
+            c.max_bytes,
+            |d| pinned.contains(d),
+            |d| links.get(d).cloned().unwrap_or_default(),
+            |_| false,
+            opts.dry_run,
+        )
+        .await?;
         report.proxied_evicted = ev.blobs;
         report.proxied_evicted_bytes = ev.bytes;
     }
     let mut marked: HashSet<String> = HashSet::new();
-    let repo_entries = storage.list("repositories/").await?;
     for e in &repo_entries {
         let Some((_, rest)) = e.key.split_once("/_manifests/") else {
             continue;

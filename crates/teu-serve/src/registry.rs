@@ -10,6 +10,7 @@
 //! repositories/<repo>/_manifests/<alg>/<hex>          the manifest's media type
 //! repositories/<repo>/_tags/<tag>                     the tagged digest
 //! repositories/<repo>/_referrers/<alg>/<hex>/<alg>-<hex>  a referrer's descriptor (JSON)
+//! pushed/<alg>/<hex>                                  empty: a push or mount linked the blob
 //! uploads/<id>/…                                      sessions (backend-specific)
 //! ```
 
@@ -90,6 +91,14 @@ fn blob_link(repo: &str, d: &Digest) -> String {
     )
 }
 
+/// The pin a push leaves on a blob, so the pull-through cache's size bound (which only
+/// evicts blobs it filled) can tell pushed bytes from its own with one HEAD instead of
+/// listing every repository. Written before the link, so a link implies its pin; left
+/// when the link goes (a pin only ever keeps bytes, never loses them).
+pub fn pushed_key(d: &Digest) -> String {
+    format!("pushed/{}/{}", d.algorithm().name(), d.hex())
+}
+
 fn manifest_link(repo: &str, d: &Digest) -> String {
     repo_key(
         repo,
@@ -166,6 +175,14 @@ impl Registry {
         Ok(true)
     }
 
+    /// Link a blob a client pushed (or mounted) into `repo`, pinning it first.
+    pub async fn link_pushed_blob(&self, repo: &str, d: &Digest) -> ApiResult<()> {
+        self.storage
+            .put(&pushed_key(d), Bytes::new(), WriteMode::Overwrite)
+            .await?;
+        self.link_blob(repo, d).await
+    }
+
     pub async fn link_blob(&self, repo: &str, d: &Digest) -> ApiResult<()> {
         self.storage
             .put(&blob_link(repo, d), Bytes::new(), WriteMode::Overwrite)
@@ -183,7 +200,7 @@ impl Registry {
         if !allowed || self.storage.head(&blob_key(d)).await?.is_none() {
             return Ok(false);
         }
-        self.link_blob(repo, d).await?;
+        self.link_pushed_blob(repo, d).await?;
         Ok(true)
     }
 
@@ -269,7 +286,7 @@ impl Registry {
         };
         match self.storage.upload_commit(id, d, known).await {
             Ok(n) => {
-                self.link_blob(repo, d).await?;
+                self.link_pushed_blob(repo, d).await?;
                 Ok(n)
             }
             Err(StorageError::DigestMismatch { expected, actual }) => {

@@ -66,7 +66,12 @@ pub async fn open_proxy(config: &Config, storage: &dyn Storage) -> Result<Proxy,
             ConfigError::Invalid(format!("cache.spool_dir {}: {e}", spool.display()))
         })?;
     }
-    let lru = Lru::open(storage, config.cache_max_bytes()?).await?;
+    let names: Vec<String> = ups.iter().map(|u| u.cfg.name.clone()).collect();
+    let cache_repo = |repo: &str| {
+        repo.split_once('/')
+            .is_some_and(|(first, _)| names.iter().any(|n| n == first))
+    };
+    let lru = Lru::open(storage, config.cache_max_bytes()?, cache_repo).await?;
     Ok(Proxy::new(ups, stats, spool, lru))
 }
 

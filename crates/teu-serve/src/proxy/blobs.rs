@@ -12,6 +12,7 @@ use axum::response::Response;
 use futures_util::StreamExt;
 
 use super::fill::{self, Fill, FillError, FillState};
+use super::lru::Reading;
 use super::stats::ProxyStats;
 use super::{header_str, hit, miss, read_only, unavailable, Route};
 use crate::digest::Digest;
@@ -25,16 +26,26 @@ pub async fn blob(app: &Arc<App>, r: &Route, d: &str, req: &Parts) -> ApiResult<
     if req.method != Method::GET && req.method != Method::HEAD {
         return Err(read_only(&r.cache));
     }
+    // Taken before storage is asked, so an eviction round that finds the blob present
+    // also finds it being read, and leaves it.
+    let reading = app.proxy.lru.reading(&d);
     if let Some(size) = app.registry.blob_size(&r.cache, &d).await? {
         hit(app);
-        app.proxy.lru.touch(app.registry.storage.as_ref(), &d).await;
-        return crate::http::blobs::serve(app, &d, size, req).await;
+        app.proxy
+            .lru
+            .touch(app.registry.storage.as_ref(), &d, size, &r.cache)
+            .await;
+        return serve_cached(app, &d, size, req, reading).await;
     }
     // Content-addressed: bytes cached for another repository are the same bytes.
     if let Some(e) = app.registry.storage.head(&blob_key(&d)).await? {
         hit(app);
         app.registry.link_blob(&r.cache, &d).await?;
-        return crate::http::blobs::serve(app, &d, e.size, req).await;
+        app.proxy
+            .lru
+            .touch(app.registry.storage.as_ref(), &d, e.size, &r.cache)
+            .await;
+        return serve_cached(app, &d, e.size, req, reading).await;
     }
     miss(app);
     if req.method == Method::HEAD {
@@ -49,9 +60,11 @@ pub async fn blob(app: &Arc<App>, r: &Route, d: &str, req: &Parts) -> ApiResult<
                 .blob_size(&r.cache, &d)
                 .await?
                 .ok_or_else(|| ApiError::blob_unknown(&d))?;
-            return crate::http::blobs::serve(app, &d, size, req).await;
+            return serve_cached(app, &d, size, req, reading).await;
         }
     };
+    // Followers read the spool, which an eviction cannot take away.
+    drop(reading);
     let size = match fill.started().await {
         FillState::Failed(e) => return Err(fill_error(&e, &d)),
         FillState::Streaming { size, .. } => size,
@@ -100,6 +113,24 @@ pub async fn blob(app: &Arc<App>, r: &Route, d: &str, req: &Parts) -> ApiResult<
             .insert("Content-Length", HeaderValue::from(n));
     }
     Ok(resp)
+}
+
+/// Serve `d` from storage, holding `reading` until the body is done or dropped.
+async fn serve_cached(
+    app: &Arc<App>,
+    d: &Digest,
+    size: u64,
+    req: &Parts,
+    reading: Reading,
+) -> ApiResult<Response> {
+    let resp = crate::http::blobs::serve(app, d, size, req).await?;
+    // The headers (Content-Length included) stay; only the body is wrapped.
+    Ok(resp.map(|body| {
+        Body::from_stream(body.into_data_stream().map(move |c| {
+            let _held = &reading;
+            c
+        }))
+    }))
 }
 
 fn fill_error(e: &FillError, d: &Digest) -> ApiError {
@@ -250,8 +281,11 @@ async fn store(app: &Arc<App>, f: &Arc<Fill>) -> Result<(), Option<ApiError>> {
         let _ = storage.upload_delete(&id).await;
         return Err(Some(e.into()));
     }
-    app.proxy.lru.added(storage.as_ref(), &f.digest, size).await;
     let repos = f.repos.lock().unwrap().clone();
+    app.proxy
+        .lru
+        .added(storage.as_ref(), &f.digest, size, &repos)
+        .await;
     for repo in repos {
         app.registry
             .link_blob(&repo, &f.digest)

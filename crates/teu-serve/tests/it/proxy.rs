@@ -664,17 +664,48 @@ fn proxy_restart_with_upstream_down_serves_the_cache_s3() {
     restart_with_upstream_down(Backend::S3);
 }
 
-#[test]
-fn proxy_cache_bound_evicts_least_recently_used_never_pushed() {
+/// Storage as the server sees it, opened by the test for looking (and `teu serve gc`).
+struct Look {
+    rt: tokio::runtime::Runtime,
+    storage: std::sync::Arc<dyn teu_serve::storage::Storage>,
+}
+
+impl Look {
+    fn new(st: &Storage) -> Look {
+        let rt = teu_serve::runtime().unwrap();
+        let storage = rt
+            .block_on(teu_serve::open_storage(
+                &toml::from_str(&st.config()).unwrap(),
+            ))
+            .unwrap();
+        Look { rt, storage }
+    }
+
+    /// Whether blob `d` is in storage.
+    fn has(&self, d: &str) -> bool {
+        self.has_key(&format!("blobs/sha256/{}", &d[7..]))
+    }
+
+    fn has_key(&self, key: &str) -> bool {
+        self.rt.block_on(self.storage.head(key)).unwrap().is_some()
+    }
+
+    fn delete(&self, key: &str) {
+        self.rt.block_on(self.storage.delete(key)).unwrap();
+    }
+}
+
+fn cache_bound_evicts_least_recently_used_never_pushed(b: Backend) {
     let up = Up::start();
-    let st = Storage::new(Backend::Fs);
+    let st = Storage::new(b);
     let cfg = format!("{}[cache]\nmax_size = \"3MB\"\n", up.toml("docker.io", ""));
     let s = Server::start_with(&st, &cfg);
+    let look = Look::new(&st);
     let blobs: Vec<Vec<u8>> = (0..5).map(|i| noise(1_000_000, 100 + i)).collect();
     let refs: Vec<&[u8]> = blobs.iter().map(|b| b.as_slice()).collect();
     push_up(&up, "library/app", "v1", b"{}", &refs);
     let ds: Vec<String> = blobs.iter().map(|b| sha256(b)).collect();
-    let on_disk = |d: &str| st.data_dir().join("blobs/sha256").join(&d[7..]).exists();
+    let on_disk = |d: &str| look.has(d);
     let pull = |i: usize| {
         let (got, _) = hash_body(get(
             &s,
@@ -688,8 +719,8 @@ fn proxy_cache_bound_evicts_least_recently_used_never_pushed() {
         pull(i);
     }
     assert!(ds[..3].iter().all(|d| on_disk(d)), "3 MB fit the bound");
-    // Blob 0 is used again, so blob 1 is now the least recently used.
-    std::thread::sleep(Duration::from_millis(1100));
+    // Blob 0 is used again, so blob 1 is now the least recently used; no pause: the
+    // order is the markers' stamps, not storage's (on S3, one-second) timestamps.
     pull(0);
     up.requests();
     pull(3);
@@ -714,16 +745,12 @@ fn proxy_cache_bound_evicts_least_recently_used_never_pushed() {
             .count(),
         1
     );
-    assert_fs_blobs_intact(&st.data_dir());
+    if b == Backend::Fs {
+        assert_fs_blobs_intact(&st.data_dir());
+    }
 
     // `teu serve gc` applies the same bound (here a tighter one) to the stored order.
     drop(s);
-    let rt = teu_serve::runtime().unwrap();
-    let storage = rt
-        .block_on(teu_serve::open_storage(
-            &toml::from_str(&st.config()).unwrap(),
-        ))
-        .unwrap();
     let opts = teu_serve::gc::GcOptions {
         grace: Duration::from_secs(3600),
         dry_run: false,
@@ -732,8 +759,9 @@ fn proxy_cache_bound_evicts_least_recently_used_never_pushed() {
             upstreams: vec!["docker.io".into()],
         }),
     };
-    let report = rt
-        .block_on(teu_serve::gc::collect(storage.as_ref(), &opts))
+    let report = look
+        .rt
+        .block_on(teu_serve::gc::collect(look.storage.as_ref(), &opts))
         .unwrap();
     assert!(report.proxied_evicted >= 1, "{report:?}");
     let left: Vec<_> = ds.iter().filter(|d| on_disk(d)).collect();
@@ -743,6 +771,125 @@ fn proxy_cache_bound_evicts_least_recently_used_never_pushed() {
         "the most recently used proxied blob stays"
     );
     assert_eq!(left.len(), 2, "{left:?}");
+}
+
+#[test]
+fn proxy_cache_bound_evicts_least_recently_used_never_pushed_fs() {
+    cache_bound_evicts_least_recently_used_never_pushed(Backend::Fs);
+}
+
+#[test]
+fn proxy_cache_bound_evicts_least_recently_used_never_pushed_s3() {
+    cache_bound_evicts_least_recently_used_never_pushed(Backend::S3);
+}
+
+fn cache_bound_spares_a_blob_being_served(b: Backend) {
+    let up = Up::start();
+    let st = Storage::new(b);
+    let cfg = format!("{}[cache]\nmax_size = \"19MB\"\n", up.toml("docker.io", ""));
+    let s = Server::start_with(&st, &cfg);
+    let look = Look::new(&st);
+    // Big enough that its response cannot sit whole in socket buffers while held.
+    let big = noise(16_000_000, 1);
+    let small: Vec<Vec<u8>> = (0..3).map(|i| noise(2_000_000, 10 + i)).collect();
+    push_up(
+        &up,
+        "library/app",
+        "v1",
+        b"{}",
+        &[&big, &small[0], &small[1], &small[2]],
+    );
+    let db = sha256(&big);
+    let ds: Vec<String> = small.iter().map(|b| sha256(b)).collect();
+    let path = |d: &str| format!("/v2/docker.io/library/app/blobs/{d}");
+    let pull = |d: &str| {
+        let (got, _) = hash_body(get(&s, &path(d))).unwrap();
+        assert_eq!(got, d);
+        fills_done(&s);
+    };
+    pull(&db);
+    // A client starts reading the big blob from the cache and stalls.
+    let mut held = get(&s, &path(&db));
+    let mut got = vec![0u8; 64 << 10];
+    held.read_exact(&mut got).unwrap();
+    pull(&ds[0]);
+    // Over the bound: the big blob is the least recently used, but it is being served,
+    // so the next one goes instead.
+    pull(&ds[1]);
+    assert!(look.has(&db), "a blob being served is not evicted");
+    assert!(!look.has(&ds[0]));
+    assert!(look.has(&ds[1]));
+    assert_eq!(metric(&s, "teu_serve_proxy_evicted_blobs_total"), 1);
+    // The held client gets every byte.
+    held.read_to_end(&mut got).unwrap();
+    assert_eq!(sha256(&got), db);
+    drop(held);
+    // The server drops a body's stream just after its last write: give it that moment.
+    std::thread::sleep(Duration::from_millis(200));
+    pull(&ds[2]);
+    assert!(
+        !look.has(&db),
+        "once nobody reads it, it goes in the next round"
+    );
+    assert!(look.has(&ds[1]) && look.has(&ds[2]));
+    assert_eq!(metric(&s, "teu_serve_proxy_evicted_blobs_total"), 2);
+}
+
+#[test]
+fn proxy_cache_bound_spares_a_blob_being_served_fs() {
+    cache_bound_spares_a_blob_being_served(Backend::Fs);
+}
+
+#[test]
+fn proxy_cache_bound_spares_a_blob_being_served_s3() {
+    cache_bound_spares_a_blob_being_served(Backend::S3);
+}
+
+/// A store from before push pins: a pushed blob that is also the oldest proxied one is
+/// pinned when a server with a bound starts, so the rounds (which ask only for pins, not
+/// for every repository's links) still never evict it.
+fn cache_bound_pins_pushes_from_before_pins(b: Backend) {
+    let up = Up::start();
+    let st = Storage::new(b);
+    let cfg = format!("{}[cache]\nmax_size = \"2MB\"\n", up.toml("docker.io", ""));
+    let mut s = Server::start_with(&st, &cfg);
+    let look = Look::new(&st);
+    let blobs: Vec<Vec<u8>> = (0..3).map(|i| noise(1_000_000, 200 + i)).collect();
+    let refs: Vec<&[u8]> = blobs.iter().map(|b| b.as_slice()).collect();
+    push_up(&up, "library/app", "v1", b"{}", &refs);
+    let ds: Vec<String> = blobs.iter().map(|b| sha256(b)).collect();
+    let pull = |s: &Server, i: usize| {
+        let path = format!("/v2/docker.io/library/app/blobs/{}", ds[i]);
+        let (got, _) = hash_body(get(s, &path)).unwrap();
+        assert_eq!(got, ds[i]);
+        fills_done(s);
+    };
+    pull(&s, 0);
+    push_blob(&s, "mine/app", &blobs[0]);
+    let pin = format!("pushed/sha256/{}", &ds[0][7..]);
+    assert!(look.has_key(&pin), "a push pins its blob");
+    // As if the push had come from a server that wrote no pins.
+    look.delete(&pin);
+    look.delete("proxy/pins-indexed");
+    s.restart();
+    assert!(look.has_key(&pin), "the start indexed the pushed link");
+    pull(&s, 1);
+    pull(&s, 2);
+    assert!(look.has(&ds[0]), "pushed content is never evicted");
+    assert!(look.has(&ds[1]) && look.has(&ds[2]));
+    assert_eq!(metric(&s, "teu_serve_proxy_evicted_blobs_total"), 0);
+    let r = get(&s, &format!("/v2/mine/app/blobs/{}", ds[0]));
+    assert_eq!(r.bytes().unwrap().as_ref(), blobs[0].as_slice());
+}
+
+#[test]
+fn proxy_cache_bound_pins_pushes_from_before_pins_fs() {
+    cache_bound_pins_pushes_from_before_pins(Backend::Fs);
+}
+
+#[test]
+fn proxy_cache_bound_pins_pushes_from_before_pins_s3() {
+    cache_bound_pins_pushes_from_before_pins(Backend::S3);
 }
 
 #[test]
