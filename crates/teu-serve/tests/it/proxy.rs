@@ -898,3 +898,41 @@ fn proxy_upstream_bearer_tokens_cached_per_scope() {
         .count();
     assert_eq!(pulls, 1);
 }
+
+/// A client of one upstream that joins a fill started for another upstream, which does
+/// not have the blob, gets the blob from its own upstream.
+#[test]
+fn proxy_joined_fill_of_another_upstream_that_lacks_the_blob() {
+    let a = Up::start();
+    let b = Up::start();
+    let st = Storage::new(Backend::Fs);
+    let cfg = format!("{}{}", a.toml("docker.io", ""), b.toml("ghcr.io", ""));
+    let s = Server::start_with(&st, &cfg);
+    let blob = noise(1 << 20, 11);
+    let d = sha256(&blob);
+    push_blob_to(&b.base(), "y/app", &blob);
+    // Docker Hub takes its time to say it has no such blob, long enough to be joined.
+    a.proxy.fault(
+        "GET",
+        "/blobs/",
+        FaultKind::Slow(Duration::from_millis(1500)),
+        1,
+    );
+    let first = {
+        let url = s.url(&format!("/v2/docker.io/library/x/blobs/{d}"));
+        std::thread::spawn(move || client().get(url).send().unwrap().status())
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let r = get(&s, &format!("/v2/ghcr.io/y/app/blobs/{d}"));
+    assert_eq!(r.status(), 200);
+    let (got, n) = hash_body(r).unwrap();
+    assert_eq!((got.as_str(), n), (d.as_str(), blob.len() as u64));
+    assert_eq!(first.join().unwrap(), 404, "docker.io has no such blob");
+    assert!(
+        metric(&s, "teu_serve_proxy_coalesced") >= 1,
+        "the ghcr.io client joined the docker.io fill"
+    );
+    fills_done(&s);
+    let (got, _) = hash_body(get(&s, &format!("/v2/ghcr.io/y/app/blobs/{d}"))).unwrap();
+    assert_eq!(got, d, "and it was cached");
+}
