@@ -7,6 +7,8 @@ pub(crate) mod blobs;
 mod manifests;
 mod metrics;
 
+pub(crate) use manifests::paginate;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;

@@ -936,3 +936,81 @@ fn proxy_joined_fill_of_another_upstream_that_lacks_the_blob() {
     let (got, _) = hash_body(get(&s, &format!("/v2/ghcr.io/y/app/blobs/{d}"))).unwrap();
     assert_eq!(got, d, "and it was cached");
 }
+
+/// Cached tags stand in for an unavailable upstream, never for one that refuses; the
+/// client's `ns=` is not sent upstream, and the stale list is paged and named as asked.
+#[test]
+fn proxy_tags_list_stale_only_when_unavailable() {
+    let up = Up::start();
+    let st = Storage::new(Backend::Fs);
+    let s = Server::start_with(&st, &up.toml("docker.io", ""));
+    for (i, t) in ["v1", "v2", "v3"].iter().enumerate() {
+        push_up(
+            &up,
+            "library/app",
+            t,
+            format!("{{\"n\":{i}}}").as_bytes(),
+            &[],
+        );
+        assert_eq!(
+            get(&s, &format!("/v2/library/app/manifests/{t}?ns=docker.io")).status(),
+            200
+        );
+    }
+    up.requests();
+    let r = get(&s, "/v2/library/app/tags/list?ns=docker.io&n=10");
+    assert_eq!(r.status(), 200);
+    let paths: Vec<String> = up.requests().into_iter().map(|(_, p, _)| p).collect();
+    assert_eq!(paths, vec!["/v2/library/app/tags/list?n=10".to_string()]);
+    // 403: the upstream's answer, not an outage.
+    up.proxy
+        .fault("GET", "/tags/list", FaultKind::Status(403, None), 1);
+    let r = get(&s, "/v2/library/app/tags/list?ns=docker.io");
+    assert_eq!(
+        r.status(),
+        502,
+        "a refusal is not covered up with the cache"
+    );
+    assert!(r.headers().get("warning").is_none());
+    up.proxy.set_down(true);
+    let r = get(&s, "/v2/library/app/tags/list?ns=docker.io&n=1&last=v1");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("warning").is_some());
+    let link = r.headers()["link"].to_str().unwrap().to_string();
+    assert!(
+        link.contains("last=v2") && link.contains("ns=docker.io"),
+        "{link}"
+    );
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"name": "library/app", "tags": ["v2"]})
+    );
+    let r = get(&s, "/v2/docker.io/library/app/tags/list");
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["name"], "docker.io/library/app");
+    assert_eq!(v["tags"], serde_json::json!(["v1", "v2", "v3"]));
+    up.proxy.set_down(false);
+}
+
+/// An upstream body without Content-Length is read only up to its limit.
+#[test]
+fn proxy_unsized_manifest_and_tags_list_are_bounded() {
+    let up = Up::start();
+    let st = Storage::new(Backend::Fs);
+    let s = Server::start_with(&st, &up.toml("docker.io", ""));
+    let huge = vec![b' '; 5 << 20];
+    up.proxy
+        .fault("GET", "/manifests/", FaultKind::Unsized(huge.clone()), 1);
+    let r = get(&s, "/v2/docker.io/library/app/manifests/v1");
+    assert_eq!(r.status(), 502);
+    let text = r.text().unwrap();
+    assert!(text.contains("4194304-byte limit"), "{text}");
+    up.proxy
+        .fault("GET", "/tags/list", FaultKind::Unsized(huge), 1);
+    let r = get(&s, "/v2/docker.io/library/app/tags/list");
+    assert_eq!(r.status(), 502);
+    let text = r.text().unwrap();
+    assert!(text.contains("-byte limit"), "{text}");
+    assert_eq!(up.proxy.faults_left(), 0);
+}
