@@ -1014,3 +1014,105 @@ fn proxy_unsized_manifest_and_tags_list_are_bounded() {
     assert!(text.contains("-byte limit"), "{text}");
     assert_eq!(up.proxy.faults_left(), 0);
 }
+
+fn blob_gets_up(up: &Up) -> usize {
+    up.requests()
+        .into_iter()
+        .filter(|(m, p, _)| m == "GET" && p.contains("/blobs/"))
+        .count()
+}
+
+/// A blob the upstream sends without Content-Length: its size is known only at the end,
+/// and it is still checked before it is cached or its last byte reaches the client.
+fn unsized_upstream_blob(b: Backend) {
+    let up = Up::start();
+    let st = Storage::new(b);
+    let s = Server::start_with(&st, &up.toml("docker.io", ""));
+    let blob = noise(3 << 20, 21);
+    let d = sha256(&blob);
+    push_up(&up, "library/app", "v1", b"{}", &[&blob]);
+    up.requests();
+    let path = format!("/v2/docker.io/library/app/blobs/{d}");
+    up.proxy.fault(
+        "GET",
+        "/blobs/",
+        FaultKind::NoContentLength { corrupt: true },
+        1,
+    );
+    let r = get(&s, &path);
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-length").is_none());
+    assert!(
+        r.bytes().is_err(),
+        "a corrupt unsized blob is never complete"
+    );
+    fills_done(&s);
+    assert_eq!(blob_gets_up(&up), 1);
+    // Nothing was cached: this fetches again, unsized but intact, and caches it.
+    up.proxy.fault(
+        "GET",
+        "/blobs/",
+        FaultKind::NoContentLength { corrupt: false },
+        1,
+    );
+    let (got, n) = hash_body(get(&s, &path)).unwrap();
+    assert_eq!((got.as_str(), n), (d.as_str(), blob.len() as u64));
+    assert_eq!(blob_gets_up(&up), 1);
+    assert_eq!(up.proxy.faults_left(), 0);
+    fills_done(&s);
+    let r = get(&s, &path);
+    assert_eq!(
+        r.headers()["content-length"].to_str().unwrap(),
+        blob.len().to_string()
+    );
+    let (got, _) = hash_body(r).unwrap();
+    assert_eq!(got, d);
+    assert_eq!(blob_gets_up(&up), 0, "served from the cache");
+}
+
+#[test]
+fn proxy_unsized_upstream_blob_fs() {
+    unsized_upstream_blob(Backend::Fs);
+}
+
+#[test]
+fn proxy_unsized_upstream_blob_s3() {
+    unsized_upstream_blob(Backend::S3);
+}
+
+/// A fill cut mid-body fails its client, stores nothing, and the next request fills again.
+fn fill_cut_mid_body(b: Backend) {
+    let up = Up::start();
+    let st = Storage::new(b);
+    let s = Server::start_with(&st, &up.toml("docker.io", ""));
+    let blob = noise(3 << 20, 31);
+    let d = sha256(&blob);
+    push_up(&up, "library/app", "v1", b"{}", &[&blob]);
+    up.requests();
+    let path = format!("/v2/docker.io/library/app/blobs/{d}");
+    for kind in [FaultKind::Truncate, FaultKind::ResetMidBody] {
+        up.proxy.fault("GET", "/blobs/", kind.clone(), 1);
+        let r = get(&s, &path);
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().is_err(), "{kind:?}: the client sees the cut");
+        fills_done(&s);
+        assert_eq!(blob_gets_up(&up), 1);
+    }
+    let (got, n) = hash_body(get(&s, &path)).unwrap();
+    assert_eq!((got.as_str(), n), (d.as_str(), blob.len() as u64));
+    assert_eq!(blob_gets_up(&up), 1);
+    fills_done(&s);
+    let (got, _) = hash_body(get(&s, &path)).unwrap();
+    assert_eq!(got, d);
+    assert_eq!(blob_gets_up(&up), 0, "the re-fill was cached");
+}
+
+#[test]
+fn proxy_fill_cut_mid_body_then_refilled_fs() {
+    fill_cut_mid_body(Backend::Fs);
+}
+
+#[test]
+fn proxy_fill_cut_mid_body_then_refilled_s3() {
+    fill_cut_mid_body(Backend::S3);
+}
