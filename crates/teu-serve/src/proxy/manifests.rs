@@ -358,6 +358,14 @@ pub async fn tags(app: &Arc<App>, r: &Route, req: &Parts) -> ApiResult<Response>
             }),
         })?;
     r.up.received(bytes.len());
+    // The upstream names its own repository; the client asked for ours.
+    let bytes = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut v) if v.is_object() => {
+            v["name"] = Value::String(asked_name(req, r));
+            bytes::Bytes::from(v.to_string())
+        }
+        _ => bytes,
+    };
     let mut headers = vec![("Content-Type", "application/json".to_string())];
     if let Some(l) = link {
         // The upstream's next page, on this server's path.
@@ -369,6 +377,16 @@ pub async fn tags(app: &Arc<App>, r: &Route, req: &Parts) -> ApiResult<Response>
     let mut out = empty(StatusCode::OK, &headers);
     *out.body_mut() = Body::from(bytes);
     Ok(out)
+}
+
+/// The repository name in the client's request path.
+fn asked_name(req: &Parts, r: &Route) -> String {
+    req.uri
+        .path()
+        .strip_prefix("/v2/")
+        .and_then(|p| p.strip_suffix("/tags/list"))
+        .unwrap_or(&r.cache)
+        .to_string()
 }
 
 /// The cached tags in place of an unavailable upstream's, paged as the client asked and
@@ -384,13 +402,7 @@ async fn stale_tags(
         .tags(&r.cache)
         .await
         .map_err(|_| unavailable(e))?;
-    let asked = req
-        .uri
-        .path()
-        .strip_prefix("/v2/")
-        .and_then(|p| p.strip_suffix("/tags/list"))
-        .unwrap_or(&r.cache)
-        .to_string();
+    let asked = asked_name(req, r);
     let (tags, link) = crate::http::paginate(cached, req, &format!("/v2/{asked}/tags/list"))?;
     ProxyStats::add(&app.proxy.stats.stale);
     let body = serde_json::json!({"name": asked, "tags": tags}).to_string();

@@ -991,6 +991,12 @@ fn proxy_tags_list_stale_only_when_unavailable() {
     assert_eq!(v["name"], "docker.io/library/app");
     assert_eq!(v["tags"], serde_json::json!(["v1", "v2", "v3"]));
     up.proxy.set_down(false);
+    // The upstream's own answer is named as asked too.
+    let r = get(&s, "/v2/docker.io/library/app/tags/list");
+    assert!(r.headers().get("warning").is_none());
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["name"], "docker.io/library/app");
+    assert_eq!(v["tags"], serde_json::json!(["v1", "v2", "v3"]));
 }
 
 /// An upstream body without Content-Length is read only up to its limit.
