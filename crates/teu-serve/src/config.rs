@@ -252,6 +252,17 @@ impl Config {
                     u.name
                 )));
             }
+            // Requests naming these are routed to the upstream named docker.io, so an
+            // upstream of this name could never be reached.
+            if matches!(
+                u.name.as_str(),
+                "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com"
+            ) {
+                return Err(ConfigError::Invalid(format!(
+                    "{at}.name {:?}: Docker Hub's upstream is named \"docker.io\" (its other host names are aliases of it)",
+                    u.name
+                )));
+            }
             if out.iter().any(|o| o.name == u.name) {
                 return Err(ConfigError::Invalid(format!(
                     "{at}.name {:?}: named twice",
@@ -280,16 +291,41 @@ impl Config {
                     "{at}: username and password_env go together"
                 )));
             }
+            // Pulling anonymously instead would fail later and far from the cause (401s,
+            // rate limits), or quietly see less than the configured user does.
+            if let Some(var) = &u.password_env {
+                if std::env::var_os(var).is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{at}.password_env: the environment variable {var} is not set"
+                    )));
+                }
+            }
+            // A zero timeout would fail every request at once.
+            let nonzero = |field: &str, d: Duration| {
+                if d.is_zero() {
+                    Err(ConfigError::Invalid(format!(
+                        "{at}.{field}: must be more than 0"
+                    )))
+                } else {
+                    Ok(d)
+                }
+            };
             out.push(Upstream {
                 name: u.name.clone(),
                 url,
                 tag_ttl: dur("tag_ttl", &u.tag_ttl, Duration::from_secs(300))?,
-                connect_timeout: dur(
+                connect_timeout: nonzero(
                     "connect_timeout",
-                    &u.connect_timeout,
-                    Duration::from_secs(5),
+                    dur(
+                        "connect_timeout",
+                        &u.connect_timeout,
+                        Duration::from_secs(5),
+                    )?,
                 )?,
-                timeout: dur("timeout", &u.timeout, Duration::from_secs(30))?,
+                timeout: nonzero(
+                    "timeout",
+                    dur("timeout", &u.timeout, Duration::from_secs(30))?,
+                )?,
                 keychain: u.keychain.unwrap_or(true),
                 username: u.username.clone(),
                 password_env: u.password_env.clone(),
@@ -369,6 +405,26 @@ mod tests {
             (
                 "name = \"d\"\nurl = \"http://x\"\ntimeout = \"x\"",
                 "upstream[0].timeout",
+            ),
+            (
+                "name = \"d\"\nurl = \"http://x\"\ntimeout = \"0s\"",
+                "upstream[0].timeout: must be more than 0",
+            ),
+            (
+                "name = \"d\"\nurl = \"http://x\"\nconnect_timeout = \"0ms\"",
+                "upstream[0].connect_timeout: must be more than 0",
+            ),
+            (
+                "name = \"index.docker.io\"\nurl = \"http://x\"",
+                "upstream[0].name \"index.docker.io\": Docker Hub's upstream is named \"docker.io\"",
+            ),
+            (
+                "name = \"registry-1.docker.io\"\nurl = \"http://x\"",
+                "upstream[0].name",
+            ),
+            (
+                "name = \"d\"\nurl = \"http://x\"\nusername = \"u\"\npassword_env = \"TEU_TEST_CONFIG_NEVER_SET\"",
+                "upstream[0].password_env: the environment variable TEU_TEST_CONFIG_NEVER_SET is not set",
             ),
         ] {
             let c: Config = toml::from_str(&format!("[[upstream]]\n{bad}")).unwrap();

@@ -563,6 +563,11 @@ impl Registry {
 
     // ---- discovery ----
 
+    /// Whether anything at all is stored under the repository (a blob link, a manifest).
+    pub async fn repo_exists(&self, repo: &str) -> ApiResult<bool> {
+        Ok(!self.storage.list(&repo_key(repo, "")).await?.is_empty())
+    }
+
     /// The repository's tags, sorted; `NAME_UNKNOWN` if it holds no manifest at all.
     pub async fn tags(&self, repo: &str) -> ApiResult<Vec<String>> {
         let prefix = repo_key(repo, "_tags/");

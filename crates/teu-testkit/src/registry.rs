@@ -145,6 +145,11 @@ pub enum FaultKind {
     Slow(Duration),
     /// Forward, but flip one byte in the middle of the body.
     CorruptByte,
+    /// Forward, but send the body without Content-Length (it ends when the connection
+    /// closes), with one byte flipped in the middle if `corrupt`.
+    NoContentLength { corrupt: bool },
+    /// Answer 200 with this body, no Content-Length, without asking the registry.
+    Unsized(Vec<u8>),
 }
 
 #[derive(Clone, Debug)]
@@ -309,6 +314,18 @@ fn handle(
         )),
         _ => None,
     };
+    if let Some(FaultKind::Unsized(b)) = &fault {
+        record.status = 200;
+        record.bytes_down = b.len() as u64;
+        log.lock().unwrap().push(record);
+        write!(
+            client_w,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nConnection: close\r\n\r\n"
+        )?;
+        client_w.write_all(b)?;
+        let _ = client_w.shutdown(std::net::Shutdown::Both);
+        return Ok(());
+    }
     if let Some((code, ra)) = status {
         let msg =
             br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"injected by the test proxy"}]}"#;
@@ -368,20 +385,24 @@ fn handle(
         Some(FaultKind::RewriteStatus(code)) => format!("HTTP/1.1 {code} Rewritten"),
         _ => rhead[0].clone(),
     };
+    let no_length = matches!(&fault, Some(FaultKind::NoContentLength { .. }));
     let mut out = format!("{status_line}\r\n");
     for h in rhead.iter().skip(1) {
         let k = h.split(':').next().unwrap_or("");
+        if no_length && k.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
         if !k.eq_ignore_ascii_case("connection") && !k.eq_ignore_ascii_case("transfer-encoding") {
             out.push_str(h);
             out.push_str("\r\n");
         }
     }
-    if content_length(&rhead).is_none() {
+    if content_length(&rhead).is_none() && !no_length {
         out.push_str(&format!("Content-Length: {}\r\n", rbody.len()));
     }
     out.push_str("Connection: close\r\n\r\n");
     client_w.write_all(out.as_bytes())?;
-    if let Some(FaultKind::CorruptByte) = &fault {
+    if let Some(FaultKind::CorruptByte | FaultKind::NoContentLength { corrupt: true }) = &fault {
         if !rbody.is_empty() {
             let mid = rbody.len() / 2;
             rbody[mid] ^= 0x5a;

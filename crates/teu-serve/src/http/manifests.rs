@@ -77,7 +77,11 @@ pub async fn manifest(
 }
 
 /// Apply `n` and `last` to a sorted list; the `Link` to the next page if one may follow.
-fn paginate(all: Vec<String>, req: &Parts, base: &str) -> ApiResult<(Vec<String>, Option<String>)> {
+pub(crate) fn paginate(
+    all: Vec<String>,
+    req: &Parts,
+    base: &str,
+) -> ApiResult<(Vec<String>, Option<String>)> {
     let last = query(req, "last");
     let n = match query(req, "n") {
         Some(n) => Some(n.parse::<usize>().map_err(|_| {

@@ -7,6 +7,8 @@ pub(crate) mod blobs;
 mod manifests;
 mod metrics;
 
+pub(crate) use manifests::paginate;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -214,11 +216,11 @@ async fn handle(app: &Arc<App>, req: Request) -> Result<(Response, Option<String
             match app.proxy.route(name, query(&req, "ns").as_deref()) {
                 Some(r) => crate::proxy::tags(app, &r, &req).await?,
                 None => match manifests::tags(app, name, &req).await {
-                    Err(e) if is_mirror_miss(app, &req, &e) => {
-                        let r = app.proxy.mirror(name).expect("checked");
-                        crate::proxy::tags(app, &r, &req).await?
-                    }
-                    other => other?,
+                    Err(e) => match mirror_miss(app, name, &req, &e, false).await? {
+                        Some(r) => mirrored(crate::proxy::tags(app, &r, &req).await, e)?,
+                        None => return Err(e),
+                    },
+                    Ok(resp) => resp,
                 },
             }
         }
@@ -227,11 +229,13 @@ async fn handle(app: &Arc<App>, req: Request) -> Result<(Response, Option<String
             match app.proxy.route(name, query(&req, "ns").as_deref()) {
                 Some(r) => crate::proxy::manifest(app, &r, reference, &req).await?,
                 None => match manifests::manifest(app, name, reference, &req, body).await {
-                    Err(e) if is_mirror_miss(app, &req, &e) => {
-                        let r = app.proxy.mirror(name).expect("checked");
-                        crate::proxy::manifest(app, &r, reference, &req).await?
-                    }
-                    other => other?,
+                    Err(e) => match mirror_miss(app, name, &req, &e, false).await? {
+                        Some(r) => {
+                            mirrored(crate::proxy::manifest(app, &r, reference, &req).await, e)?
+                        }
+                        None => return Err(e),
+                    },
+                    Ok(resp) => resp,
                 },
             }
         }
@@ -244,11 +248,11 @@ async fn handle(app: &Arc<App>, req: Request) -> Result<(Response, Option<String
             match app.proxy.route(name, query(&req, "ns").as_deref()) {
                 Some(r) => crate::proxy::blob(app, &r, d, &req).await?,
                 None => match blobs::blob(app, name, d, &req).await {
-                    Err(e) if is_mirror_miss(app, &req, &e) => {
-                        let r = app.proxy.mirror(name).expect("checked");
-                        crate::proxy::blob(app, &r, d, &req).await?
-                    }
-                    other => other?,
+                    Err(e) => match mirror_miss(app, name, &req, &e, true).await? {
+                        Some(r) => mirrored(crate::proxy::blob(app, &r, d, &req).await, e)?,
+                        None => return Err(e),
+                    },
+                    Ok(resp) => resp,
                 },
             }
         }
@@ -266,12 +270,41 @@ async fn handle(app: &Arc<App>, req: Request) -> Result<(Response, Option<String
     Ok((resp, user))
 }
 
-/// A read this server could not answer locally that Docker's `registry-mirrors` may mean
-/// for the proxied Docker Hub.
-fn is_mirror_miss(app: &App, req: &Parts, e: &ApiError) -> bool {
-    e.status == StatusCode::NOT_FOUND
-        && matches!(req.method, Method::GET | Method::HEAD)
-        && app.proxy.mirror("library/x").is_some()
+/// The Docker Hub route for a read this server could not answer locally, when Docker's
+/// `registry-mirrors` may have meant it for the proxied Docker Hub.
+///
+/// Only names with no local content at all go there: a repository pushed here is this
+/// server's, and a missing tag in it must not resolve to a stranger's image on Hub. A blob
+/// HEAD never goes there: every pushing client (docker, containerd, skopeo) sends one
+/// before each upload to an unprefixed local name, and Docker's mirror pulls GET blobs.
+async fn mirror_miss(
+    app: &App,
+    name: &str,
+    req: &Parts,
+    e: &ApiError,
+    blob: bool,
+) -> ApiResult<Option<crate::proxy::Route>> {
+    if e.status != StatusCode::NOT_FOUND
+        || !app.proxy.has_docker_hub()
+        || !(req.method == Method::GET || (req.method == Method::HEAD && !blob))
+    {
+        return Ok(None);
+    }
+    if app.registry.repo_exists(name).await? {
+        return Ok(None);
+    }
+    Ok(app.proxy.mirror(name))
+}
+
+/// A `registry-mirrors` answer: the upstream not knowing the name, or refusing it (Hub
+/// answers 401 for names that do not exist), is the local 404, not a gateway error.
+fn mirrored(upstream: ApiResult<Response>, local: ApiError) -> ApiResult<Response> {
+    match upstream {
+        Err(u) if u.status == StatusCode::NOT_FOUND || u.code == crate::proxy::REFUSED => {
+            Err(local)
+        }
+        other => other,
+    }
 }
 
 /// Nobody pushes into a pull-through cache's repositories.

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use super::fill::{self, Fill, FillError, FillState};
 use super::lru::Reading;
 use super::stats::ProxyStats;
+use super::upstream::UpstreamError;
 use super::{header_str, hit, miss, read_only, unavailable, Route};
 use crate::digest::Digest;
 use crate::error::{ApiError, ApiResult};
@@ -51,26 +52,38 @@ pub async fn blob(app: &Arc<App>, r: &Route, d: &str, req: &Parts) -> ApiResult<
     if req.method == Method::HEAD {
         return blob_head(r, &d).await;
     }
-    let fill = match join_or_start(app, r, &d).await? {
-        Some(f) => f,
-        None => {
-            // Committed while we looked.
-            let size = app
-                .registry
-                .blob_size(&r.cache, &d)
-                .await?
-                .ok_or_else(|| ApiError::blob_unknown(&d))?;
-            return serve_cached(app, &d, size, req, reading).await;
+    let mut retried = false;
+    let (fill, size) = loop {
+        let fill = match join_or_start(app, r, &d).await? {
+            Some(f) => f,
+            None => {
+                // Committed while we looked.
+                let size = app
+                    .registry
+                    .blob_size(&r.cache, &d)
+                    .await?
+                    .ok_or_else(|| ApiError::blob_unknown(&d))?;
+                return serve_cached(app, &d, size, req, reading).await;
+            }
+        };
+        match fill.started().await {
+            // Fills are keyed by digest alone, and the one joined may be another
+            // upstream's: that one not having the blob (or refusing us) says nothing
+            // about ours, so ask ours once. Bad bytes or a network failure are not
+            // retried here: the client does that.
+            FillState::Failed(
+                FillError::NotFound | FillError::Upstream(UpstreamError::Refused { .. }),
+            ) if !retried && !started_by(&fill, r) => {
+                retried = true;
+            }
+            FillState::Failed(e) => return Err(fill_error(&e, &d)),
+            FillState::Streaming { size, .. } => break (fill, size),
+            FillState::Verified { size } => break (fill, Some(size)),
+            FillState::Waiting => break (fill, None),
         }
     };
     // Followers read the spool, which an eviction cannot take away.
     drop(reading);
-    let size = match fill.started().await {
-        FillState::Failed(e) => return Err(fill_error(&e, &d)),
-        FillState::Streaming { size, .. } => size,
-        FillState::Verified { size } => Some(size),
-        FillState::Waiting => None,
-    };
     let range = match (crate::http::header(req, "range"), size) {
         (Some(h), Some(size)) => Some(
             crate::http::blobs::parse_range(h, size)
@@ -175,6 +188,14 @@ async fn blob_head(r: &Route, d: &Digest) -> ApiResult<Response> {
         headers.push(("Content-Length", n.to_string()));
     }
     Ok(empty(StatusCode::OK, &headers))
+}
+
+/// Whether `f` was started for `r`'s upstream (its first repository is the starter's).
+fn started_by(f: &Fill, r: &Route) -> bool {
+    f.repos.lock().unwrap().first().is_some_and(|c| {
+        c.strip_prefix(r.up.cfg.name.as_str())
+            .is_some_and(|t| t.starts_with('/'))
+    })
 }
 
 /// Join the fill of `d`, or start it. `None`: the blob was committed meanwhile.

@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde_json::Value;
 
 use super::stats::ProxyStats;
-use super::upstream::{UpstreamError, ACCEPT_ALL};
+use super::upstream::{read_limited, BodyError, UpstreamError, ACCEPT_ALL};
 use super::{header_str, hit, miss, read_only, unavailable, Route};
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ApiError, ApiResult};
@@ -29,17 +29,54 @@ async fn single_flight<F>(
 where
     F: std::future::Future<Output = Result<StoredManifest, FetchError>> + Send + 'static,
 {
+    single_flight_in(app, |a| &a.proxy.flights, key, work).await
+}
+
+type Flights = std::sync::Mutex<std::collections::HashMap<String, Flight>>;
+
+/// [`single_flight`] with the map of flights found in `owner`, so it can be tested alone.
+async fn single_flight_in<T, F>(
+    owner: &Arc<T>,
+    flights: fn(&T) -> &Flights,
+    key: String,
+    work: F,
+) -> Result<StoredManifest, FetchError>
+where
+    T: Send + Sync + 'static,
+    F: std::future::Future<Output = Result<StoredManifest, FetchError>> + Send + 'static,
+{
+    /// Forgets the flight however its task ends: a panicking `work` must not leave a
+    /// closed channel under the key, which every later request would join and fail on.
+    struct Forget<T: Send + Sync + 'static> {
+        owner: Arc<T>,
+        flights: fn(&T) -> &Flights,
+        key: String,
+    }
+    impl<T: Send + Sync + 'static> Drop for Forget<T> {
+        fn drop(&mut self) {
+            (self.flights)(&self.owner)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&self.key);
+        }
+    }
     let mut rx = {
-        let mut flights = app.proxy.flights.lock().unwrap();
-        match flights.get(&key) {
+        let mut map = flights(owner).lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(&key) {
             Some(rx) => rx.clone(),
             None => {
                 let (tx, rx) = tokio::sync::watch::channel(None);
-                flights.insert(key.clone(), rx.clone());
-                let app2 = app.clone();
+                map.insert(key.clone(), rx.clone());
+                let forget = Forget {
+                    owner: owner.clone(),
+                    flights,
+                    key,
+                };
                 tokio::spawn(async move {
                     let r = work.await;
-                    app2.proxy.flights.lock().unwrap().remove(&key);
+                    // Out of the map before the answer goes out, so nobody joins a
+                    // finished flight.
+                    drop(forget);
                     tx.send_replace(Some(r));
                 });
                 rx
@@ -185,10 +222,7 @@ async fn revalidate(
     let now: Option<Digest> =
         header_str(&resp, "docker-content-digest").and_then(|d| d.parse().ok());
     match now {
-        Some(d) if d == cached.digest => {
-            // Re-link the tag in case another server on the same storage moved it.
-            Ok(cached.clone())
-        }
+        Some(d) if d == cached.digest => Ok(cached.clone()),
         Some(d) => fetch_manifest(app, r, &d.to_string(), Some(&d), Some(tag)).await,
         None => fetch_manifest(app, r, tag, None, Some(tag)).await,
     }
@@ -216,14 +250,6 @@ async fn fetch_manifest(
         404 => return Err(FetchError::NotFound),
         s => return Err(FetchError::Invalid(format!("upstream GET answered {s}"))),
     }
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_MANIFEST as u64)
-    {
-        return Err(FetchError::Invalid(format!(
-            "the upstream's manifest is larger than {MAX_MANIFEST} bytes"
-        )));
-    }
     let announced: Option<Digest> =
         header_str(&resp, "docker-content-digest").and_then(|d| d.parse().ok());
     let content_type = header_str(&resp, "content-type")
@@ -234,18 +260,16 @@ async fn fetch_manifest(
                 "" | "application/json" | "application/octet-stream"
             )
         });
-    let bytes = resp.bytes().await.map_err(|e| {
-        FetchError::Upstream(UpstreamError::Connect {
-            upstream: r.up.cfg.name.clone(),
-            message: format!("manifest body: {e}"),
-        })
-    })?;
+    let bytes = read_limited(resp, MAX_MANIFEST, "the upstream's manifest")
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { .. } => FetchError::Invalid(e.to_string()),
+            BodyError::Read { .. } => FetchError::Upstream(UpstreamError::Connect {
+                upstream: r.up.cfg.name.clone(),
+                message: e.to_string(),
+            }),
+        })?;
     r.up.received(bytes.len());
-    if bytes.len() > MAX_MANIFEST {
-        return Err(FetchError::Invalid(
-            "the upstream's manifest is too large".into(),
-        ));
-    }
     let expect = want.cloned().or(announced);
     let alg = expect.as_ref().map_or(Algorithm::Sha256, |d| d.algorithm());
     let digest = Digest::of(alg, &bytes);
@@ -285,12 +309,23 @@ async fn fetch_manifest(
     })
 }
 
+/// The most of an upstream's tags list that is read (one page; Docker Hub pages at 100s).
+const MAX_TAGS_LIST: usize = 4 << 20;
+
 /// GET of a proxied repository's tags: the upstream's list, or the cached tags when the
 /// upstream is unavailable.
 pub async fn tags(app: &Arc<App>, r: &Route, req: &Parts) -> ApiResult<Response> {
-    let path = match req.uri.query() {
-        Some(q) => format!("tags/list?{q}"),
-        None => "tags/list".to_string(),
+    // containerd's `ns=` names this server's upstream; the upstream has no use for it.
+    let upstream_query: Vec<&str> = req
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("ns"))
+        .collect();
+    let path = match upstream_query.is_empty() {
+        false => format!("tags/list?{}", upstream_query.join("&")),
+        true => "tags/list".to_string(),
     };
     let fetched =
         r.up.send(reqwest::Method::GET, &r.repo, &path, None, None)
@@ -305,36 +340,32 @@ pub async fn tags(app: &Arc<App>, r: &Route, req: &Parts) -> ApiResult<Response>
                 format!("upstream tags list answered {}", resp.status()),
             ))
         }
-        Err(e) => {
-            let cached = app
-                .registry
-                .tags(&r.cache)
-                .await
-                .map_err(|_| unavailable(&e))?;
-            ProxyStats::add(&app.proxy.stats.stale);
-            let body = serde_json::json!({"name": r.repo, "tags": cached}).to_string();
-            let mut out = empty(
-                StatusCode::OK,
-                &[
-                    ("Content-Type", "application/json".into()),
-                    (
-                        "Warning",
-                        format!("110 teu-serve \"Response is Stale: {e}\""),
-                    ),
-                ],
-            );
-            *out.body_mut() = Body::from(body);
-            return Ok(out);
-        }
+        // Refused (401, 403) is an answer: the cached list may be one the upstream no
+        // longer lets us see, so it is not served in its place.
+        Err(e) if !e.unavailable() => return Err(unavailable(&e)),
+        Err(e) => return stale_tags(app, r, req, &e).await,
     };
     let link = header_str(&resp, "link").map(str::to_string);
-    let bytes = resp.bytes().await.map_err(|e| {
-        unavailable(&UpstreamError::Connect {
-            upstream: r.up.cfg.name.clone(),
-            message: e.to_string(),
-        })
-    })?;
+    let bytes = read_limited(resp, MAX_TAGS_LIST, "the upstream's tags list")
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge { .. } => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "UNKNOWN", e.to_string())
+            }
+            BodyError::Read { .. } => unavailable(&UpstreamError::Connect {
+                upstream: r.up.cfg.name.clone(),
+                message: e.to_string(),
+            }),
+        })?;
     r.up.received(bytes.len());
+    // The upstream names its own repository; the client asked for ours.
+    let bytes = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut v) if v.is_object() => {
+            v["name"] = Value::String(asked_name(req, r));
+            bytes::Bytes::from(v.to_string())
+        }
+        _ => bytes,
+    };
     let mut headers = vec![("Content-Type", "application/json".to_string())];
     if let Some(l) = link {
         // The upstream's next page, on this server's path.
@@ -346,4 +377,80 @@ pub async fn tags(app: &Arc<App>, r: &Route, req: &Parts) -> ApiResult<Response>
     let mut out = empty(StatusCode::OK, &headers);
     *out.body_mut() = Body::from(bytes);
     Ok(out)
+}
+
+/// The repository name in the client's request path.
+fn asked_name(req: &Parts, r: &Route) -> String {
+    req.uri
+        .path()
+        .strip_prefix("/v2/")
+        .and_then(|p| p.strip_suffix("/tags/list"))
+        .unwrap_or(&r.cache)
+        .to_string()
+}
+
+/// The cached tags in place of an unavailable upstream's, paged as the client asked and
+/// under the name it asked for.
+async fn stale_tags(
+    app: &Arc<App>,
+    r: &Route,
+    req: &Parts,
+    e: &UpstreamError,
+) -> ApiResult<Response> {
+    let cached = app
+        .registry
+        .tags(&r.cache)
+        .await
+        .map_err(|_| unavailable(e))?;
+    let asked = asked_name(req, r);
+    let (tags, link) = crate::http::paginate(cached, req, &format!("/v2/{asked}/tags/list"))?;
+    ProxyStats::add(&app.proxy.stats.stale);
+    let body = serde_json::json!({"name": asked, "tags": tags}).to_string();
+    let mut headers = vec![
+        ("Content-Type", "application/json".to_string()),
+        (
+            "Warning",
+            format!("110 teu-serve \"Response is Stale: {e}\""),
+        ),
+    ];
+    if let Some(mut l) = link {
+        if let Some(ns) = crate::http::query(req, "ns") {
+            l = l.replace(">; rel", &format!("&ns={ns}>; rel"));
+        }
+        headers.push(("Link", l));
+    }
+    let mut out = empty(StatusCode::OK, &headers);
+    *out.body_mut() = Body::from(body);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    fn manifest() -> StoredManifest {
+        let bytes = bytes::Bytes::from_static(b"{}");
+        StoredManifest {
+            digest: Digest::of(Algorithm::Sha256, &bytes),
+            media_type: OCI_MANIFEST.to_string(),
+            bytes,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_flight_does_not_poison_its_key() {
+        let flights: Arc<Flights> = Arc::new(Mutex::new(HashMap::new()));
+        let r = single_flight_in(&flights, |f| f, "k".into(), async {
+            panic!("the lookup panicked")
+        })
+        .await;
+        assert!(matches!(r, Err(FetchError::Invalid(_))));
+        assert!(flights.lock().unwrap().is_empty(), "the key was forgotten");
+        let r = single_flight_in(&flights, |f| f, "k".into(), async { Ok(manifest()) }).await;
+        assert!(matches!(r, Ok(m) if m.digest == manifest().digest));
+        assert!(flights.lock().unwrap().is_empty());
+    }
 }

@@ -41,6 +41,10 @@ use upstream::{UpstreamClient, UpstreamError};
 /// The upstream whose names Docker's `registry-mirrors` send without a prefix.
 pub const DOCKER_HUB: &str = "docker.io";
 
+/// The error code of a 502 for an upstream that refused (401, 403, token refused), so the
+/// `registry-mirrors` path can tell it from other gateway errors.
+pub const REFUSED: &str = "DENIED";
+
 /// What clients are told to wait when the upstream gave no `Retry-After`.
 const DEFAULT_RETRY_AFTER: &str = "10";
 
@@ -132,6 +136,11 @@ impl Proxy {
         self.upstream(DOCKER_HUB).map(|up| Self::route_to(up, name))
     }
 
+    /// Whether an upstream is named `docker.io`, for Docker's `registry-mirrors`.
+    pub fn has_docker_hub(&self) -> bool {
+        self.upstream(DOCKER_HUB).is_some()
+    }
+
     pub fn cache_repo(&self, repo: &str) -> bool {
         repo.split_once('/')
             .is_some_and(|(first, _)| self.upstream(first).is_some())
@@ -165,7 +174,7 @@ pub(crate) fn unavailable(e: &UpstreamError) -> ApiError {
                 .unwrap_or_else(|| DEFAULT_RETRY_AFTER.into()),
         ),
         UpstreamError::Refused { .. } => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "UNKNOWN", e.to_string())
+            ApiError::new(StatusCode::BAD_GATEWAY, REFUSED, e.to_string())
         }
         UpstreamError::Status { retry_after, .. } => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

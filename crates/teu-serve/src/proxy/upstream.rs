@@ -53,6 +53,44 @@ impl UpstreamError {
     }
 }
 
+/// The most a token server's reply is read: a JSON object with a token or two.
+const MAX_TOKEN_REPLY: usize = 1 << 20;
+
+/// Why an upstream body could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("{what} is larger than the {limit}-byte limit")]
+    TooLarge { what: &'static str, limit: usize },
+    #[error("{what}: {source}")]
+    Read {
+        what: &'static str,
+        source: reqwest::Error,
+    },
+}
+
+/// A body read whole, but never more than `limit` bytes of it: Content-Length is only a
+/// claim, and a chunked body has none.
+pub async fn read_limited(
+    resp: reqwest::Response,
+    limit: usize,
+    what: &'static str,
+) -> Result<bytes::Bytes, BodyError> {
+    use futures_util::StreamExt;
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge { what, limit });
+    }
+    let mut body = resp.bytes_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|source| BodyError::Read { what, source })?;
+        if out.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { what, limit });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.into())
+}
+
 pub struct UpstreamClient {
     pub cfg: Upstream,
     http: reqwest::Client,
@@ -277,10 +315,9 @@ impl UpstreamClient {
         if !resp.status().is_success() {
             return Err(refused(format!("token server answered {}", resp.status())));
         }
-        let body = resp
-            .bytes()
+        let body = read_limited(resp, MAX_TOKEN_REPLY, "the token reply")
             .await
-            .map_err(|e| refused(format!("token reply: {e}")))?;
+            .map_err(|e| refused(e.to_string()))?;
         let reply: TokenReply =
             serde_json::from_slice(&body).map_err(|e| refused(format!("token reply: {e}")))?;
         let token = reply

@@ -34,6 +34,9 @@ use crate::digest::{Digest, Hasher};
 /// parts of this size), so memory per upload stays bounded.
 const PART: usize = 8 << 20;
 
+/// The largest object S3's CopyObject copies.
+const MAX_COPY: u64 = 5 << 30;
+
 pub struct S3Storage {
     store: Arc<dyn ObjectStore>,
 }
@@ -327,7 +330,9 @@ impl Storage for S3Storage {
             }
             return Ok(size);
         }
-        if parts.len() <= 1 {
+        // S3's CopyObject takes at most 5 GiB: a larger single part (a proxied blob is
+        // one part however big) is streamed into a multipart upload like several parts.
+        if parts.len() <= 1 && parts.first().is_none_or(|p| p.size <= MAX_COPY) {
             let actual = match known {
                 Some(d) => d,
                 None => {

@@ -31,7 +31,7 @@ fn put_blob(layout: &Path, bytes: &[u8]) -> String {
 }
 
 /// An OCI layout holding a two-platform index tagged `latest`; returns the index digest.
-fn make_layout(layout: &Path) -> String {
+pub(crate) fn make_layout(layout: &Path) -> String {
     std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
     std::fs::write(
         layout.join("oci-layout"),

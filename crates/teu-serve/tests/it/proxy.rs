@@ -1045,3 +1045,227 @@ fn proxy_upstream_bearer_tokens_cached_per_scope() {
         .count();
     assert_eq!(pulls, 1);
 }
+
+/// A client of one upstream that joins a fill started for another upstream, which does
+/// not have the blob, gets the blob from its own upstream.
+#[test]
+fn proxy_joined_fill_of_another_upstream_that_lacks_the_blob() {
+    let a = Up::start();
+    let b = Up::start();
+    let st = Storage::new(Backend::Fs);
+    let cfg = format!("{}{}", a.toml("docker.io", ""), b.toml("ghcr.io", ""));
+    let s = Server::start_with(&st, &cfg);
+    let blob = noise(1 << 20, 11);
+    let d = sha256(&blob);
+    push_blob_to(&b.base(), "y/app", &blob);
+    // Docker Hub takes its time to say it has no such blob, long enough to be joined.
+    a.proxy.fault(
+        "GET",
+        "/blobs/",
+        FaultKind::Slow(Duration::from_millis(1500)),
+        1,
+    );
+    let first = {
+        let url = s.url(&format!("/v2/docker.io/library/x/blobs/{d}"));
+        std::thread::spawn(move || client().get(url).send().unwrap().status())
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let r = get(&s, &format!("/v2/ghcr.io/y/app/blobs/{d}"));
+    assert_eq!(r.status(), 200);
+    let (got, n) = hash_body(r).unwrap();
+    assert_eq!((got.as_str(), n), (d.as_str(), blob.len() as u64));
+    assert_eq!(first.join().unwrap(), 404, "docker.io has no such blob");
+    assert!(
+        metric(&s, "teu_serve_proxy_coalesced") >= 1,
+        "the ghcr.io client joined the docker.io fill"
+    );
+    fills_done(&s);
+    let (got, _) = hash_body(get(&s, &format!("/v2/ghcr.io/y/app/blobs/{d}"))).unwrap();
+    assert_eq!(got, d, "and it was cached");
+}
+
+/// Cached tags stand in for an unavailable upstream, never for one that refuses; the
+/// client's `ns=` is not sent upstream, and the stale list is paged and named as asked.
+#[test]
+fn proxy_tags_list_stale_only_when_unavailable() {
+    let up = Up::start();
+    let st = Storage::new(Backend::Fs);
+    let s = Server::start_with(&st, &up.toml("docker.io", ""));
+    for (i, t) in ["v1", "v2", "v3"].iter().enumerate() {
+        push_up(
+            &up,
+            "library/app",
+            t,
+            format!("{{\"n\":{i}}}").as_bytes(),
+            &[],
+        );
+        assert_eq!(
+            get(&s, &format!("/v2/library/app/manifests/{t}?ns=docker.io")).status(),
+            200
+        );
+    }
+    up.requests();
+    let r = get(&s, "/v2/library/app/tags/list?ns=docker.io&n=10");
+    assert_eq!(r.status(), 200);
+    let paths: Vec<String> = up.requests().into_iter().map(|(_, p, _)| p).collect();
+    assert_eq!(paths, vec!["/v2/library/app/tags/list?n=10".to_string()]);
+    // 403: the upstream's answer, not an outage.
+    up.proxy
+        .fault("GET", "/tags/list", FaultKind::Status(403, None), 1);
+    let r = get(&s, "/v2/library/app/tags/list?ns=docker.io");
+    assert_eq!(
+        r.status(),
+        502,
+        "a refusal is not covered up with the cache"
+    );
+    assert!(r.headers().get("warning").is_none());
+    up.proxy.set_down(true);
+    let r = get(&s, "/v2/library/app/tags/list?ns=docker.io&n=1&last=v1");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("warning").is_some());
+    let link = r.headers()["link"].to_str().unwrap().to_string();
+    assert!(
+        link.contains("last=v2") && link.contains("ns=docker.io"),
+        "{link}"
+    );
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"name": "library/app", "tags": ["v2"]})
+    );
+    let r = get(&s, "/v2/docker.io/library/app/tags/list");
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["name"], "docker.io/library/app");
+    assert_eq!(v["tags"], serde_json::json!(["v1", "v2", "v3"]));
+    up.proxy.set_down(false);
+    // The upstream's own answer is named as asked too.
+    let r = get(&s, "/v2/docker.io/library/app/tags/list");
+    assert!(r.headers().get("warning").is_none());
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["name"], "docker.io/library/app");
+    assert_eq!(v["tags"], serde_json::json!(["v1", "v2", "v3"]));
+}
+
+/// An upstream body without Content-Length is read only up to its limit.
+#[test]
+fn proxy_unsized_manifest_and_tags_list_are_bounded() {
+    let up = Up::start();
+    let st = Storage::new(Backend::Fs);
+    let s = Server::start_with(&st, &up.toml("docker.io", ""));
+    let huge = vec![b' '; 5 << 20];
+    up.proxy
+        .fault("GET", "/manifests/", FaultKind::Unsized(huge.clone()), 1);
+    let r = get(&s, "/v2/docker.io/library/app/manifests/v1");
+    assert_eq!(r.status(), 502);
+    let text = r.text().unwrap();
+    assert!(text.contains("4194304-byte limit"), "{text}");
+    up.proxy
+        .fault("GET", "/tags/list", FaultKind::Unsized(huge), 1);
+    let r = get(&s, "/v2/docker.io/library/app/tags/list");
+    assert_eq!(r.status(), 502);
+    let text = r.text().unwrap();
+    assert!(text.contains("-byte limit"), "{text}");
+    assert_eq!(up.proxy.faults_left(), 0);
+}
+
+fn blob_gets_up(up: &Up) -> usize {
+    up.requests()
+        .into_iter()
+        .filter(|(m, p, _)| m == "GET" && p.contains("/blobs/"))
+        .count()
+}
+
+/// A blob the upstream sends without Content-Length: its size is known only at the end,
+/// and it is still checked before it is cached or its last byte reaches the client.
+fn unsized_upstream_blob(b: Backend) {
+    let up = Up::start();
+    let st = Storage::new(b);
+    let s = Server::start_with(&st, &up.toml("docker.io", ""));
+    let blob = noise(3 << 20, 21);
+    let d = sha256(&blob);
+    push_up(&up, "library/app", "v1", b"{}", &[&blob]);
+    up.requests();
+    let path = format!("/v2/docker.io/library/app/blobs/{d}");
+    up.proxy.fault(
+        "GET",
+        "/blobs/",
+        FaultKind::NoContentLength { corrupt: true },
+        1,
+    );
+    let r = get(&s, &path);
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("content-length").is_none());
+    assert!(
+        r.bytes().is_err(),
+        "a corrupt unsized blob is never complete"
+    );
+    fills_done(&s);
+    assert_eq!(blob_gets_up(&up), 1);
+    // Nothing was cached: this fetches again, unsized but intact, and caches it.
+    up.proxy.fault(
+        "GET",
+        "/blobs/",
+        FaultKind::NoContentLength { corrupt: false },
+        1,
+    );
+    let (got, n) = hash_body(get(&s, &path)).unwrap();
+    assert_eq!((got.as_str(), n), (d.as_str(), blob.len() as u64));
+    assert_eq!(blob_gets_up(&up), 1);
+    assert_eq!(up.proxy.faults_left(), 0);
+    fills_done(&s);
+    let r = get(&s, &path);
+    assert_eq!(
+        r.headers()["content-length"].to_str().unwrap(),
+        blob.len().to_string()
+    );
+    let (got, _) = hash_body(r).unwrap();
+    assert_eq!(got, d);
+    assert_eq!(blob_gets_up(&up), 0, "served from the cache");
+}
+
+#[test]
+fn proxy_unsized_upstream_blob_fs() {
+    unsized_upstream_blob(Backend::Fs);
+}
+
+#[test]
+fn proxy_unsized_upstream_blob_s3() {
+    unsized_upstream_blob(Backend::S3);
+}
+
+/// A fill cut mid-body fails its client, stores nothing, and the next request fills again.
+fn fill_cut_mid_body(b: Backend) {
+    let up = Up::start();
+    let st = Storage::new(b);
+    let s = Server::start_with(&st, &up.toml("docker.io", ""));
+    let blob = noise(3 << 20, 31);
+    let d = sha256(&blob);
+    push_up(&up, "library/app", "v1", b"{}", &[&blob]);
+    up.requests();
+    let path = format!("/v2/docker.io/library/app/blobs/{d}");
+    for kind in [FaultKind::Truncate, FaultKind::ResetMidBody] {
+        up.proxy.fault("GET", "/blobs/", kind.clone(), 1);
+        let r = get(&s, &path);
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().is_err(), "{kind:?}: the client sees the cut");
+        fills_done(&s);
+        assert_eq!(blob_gets_up(&up), 1);
+    }
+    let (got, n) = hash_body(get(&s, &path)).unwrap();
+    assert_eq!((got.as_str(), n), (d.as_str(), blob.len() as u64));
+    assert_eq!(blob_gets_up(&up), 1);
+    fills_done(&s);
+    let (got, _) = hash_body(get(&s, &path)).unwrap();
+    assert_eq!(got, d);
+    assert_eq!(blob_gets_up(&up), 0, "the re-fill was cached");
+}
+
+#[test]
+fn proxy_fill_cut_mid_body_then_refilled_fs() {
+    fill_cut_mid_body(Backend::Fs);
+}
+
+#[test]
+fn proxy_fill_cut_mid_body_then_refilled_s3() {
+    fill_cut_mid_body(Backend::S3);
+}

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use serde_json::json;
 use teu_testkit::engines::{Containerd, Dockerd};
+use teu_testkit::registry::FaultKind;
 
 use crate::clients::{layer, run_ok};
 use crate::harness::*;
@@ -153,5 +154,81 @@ fn proxy_dockerd_registry_mirrors() {
     assert!(
         cold.iter().filter(|r| r.contains("/blobs/")).count() == 2,
         "each blob once: {cold:?}"
+    );
+}
+
+/// A push to an unprefixed local name, with an upstream named `docker.io` configured:
+/// skopeo HEADs every blob before uploading it, and those 404s must stay local. Docker
+/// Hub answers 401 for names it does not have, and may be down: neither may reach a push.
+#[test]
+fn proxy_push_to_local_name_never_asks_docker_hub() {
+    let up = Up::start();
+    let st = Storage::new(Backend::Fs);
+    let s = Server::start_with(&st, &up.toml("docker.io", ""));
+    let m = push_runnable(&up, "library/pulled", "v1");
+    up.requests();
+    // Hub's answer to a name it does not know.
+    up.proxy
+        .fault("HEAD", "/myteam/", FaultKind::Status(401, None), 100);
+    up.proxy
+        .fault("GET", "/myteam/", FaultKind::Status(401, None), 100);
+    let layout = st.dir.path().join("in");
+    crate::clients::make_layout(&layout);
+    let skopeo = tool("skopeo");
+    run_ok(
+        Command::new(&skopeo)
+            .args(["copy", "--all", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!("docker://{}/myteam/app:1", s.addr)),
+    );
+    assert!(
+        s.log().contains("HEAD") && s.log().contains("/v2/myteam/app/blobs/sha256:"),
+        "skopeo checked its blobs first"
+    );
+    assert_eq!(up.requests(), Vec::new(), "the push asked no upstream");
+    // A tag missing from the local repository is a local 404, not Hub's image.
+    let c = client();
+    let r = c
+        .get(format!("http://{}/v2/myteam/app/manifests/2", s.addr))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        up.requests(),
+        Vec::new(),
+        "a local repository's miss stays local"
+    );
+    // A name with no local content that Hub refuses is a 404 too, not a 502.
+    let r = c
+        .get(format!("http://{}/v2/myteam/other/manifests/1", s.addr))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["errors"][0]["code"], "MANIFEST_UNKNOWN", "{v}");
+    assert_eq!(up.requests().len(), 1, "Hub was asked for the unknown name");
+    // With Hub down, the push of another tag still succeeds and asks nothing.
+    up.proxy.set_down(true);
+    run_ok(
+        Command::new(&skopeo)
+            .args(["copy", "--all", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!("docker://{}/myteam/app2:1", s.addr)),
+    );
+    up.proxy.set_down(false);
+    // A missing unprefixed name still goes to the mirror.
+    let r = c
+        .get(format!("http://{}/v2/library/pulled/manifests/v1", s.addr))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["docker-content-digest"], m.as_str());
+    let asked = up.requests();
+    assert!(
+        asked
+            .iter()
+            .any(|(_, p, _)| p.contains("/library/pulled/manifests/v1")),
+        "{asked:?}"
     );
 }

@@ -160,6 +160,18 @@ fn serve_upstream_config_errors_name_the_field() {
             "name = \"docker.io\"\nurl = \"http://x\"\ntag_ttl = \"soon\"",
             "upstream[0].tag_ttl",
         ),
+        (
+            "name = \"ghcr.io\"\nurl = \"http://x\"\nusername = \"u\"\npassword_env = \"TEU_TEST_SERVE_PASSWORD_NEVER_SET\"",
+            "upstream[0].password_env",
+        ),
+        (
+            "name = \"docker.io\"\nurl = \"http://x\"\ntimeout = \"0s\"",
+            "upstream[0].timeout",
+        ),
+        (
+            "name = \"index.docker.io\"\nurl = \"http://x\"",
+            "upstream[0].name",
+        ),
     ] {
         std::fs::write(
             &cfg,
