@@ -565,7 +565,7 @@ impl Registry {
 
     /// Whether anything at all is stored under the repository (a blob link, a manifest).
     pub async fn repo_exists(&self, repo: &str) -> ApiResult<bool> {
-        Ok(!self.storage.list(&repo_key(repo, "")).await?.is_empty())
+        Ok(self.storage.any_under(&repo_key(repo, "")).await?)
     }
 
     /// The repository's tags, sorted; `NAME_UNKNOWN` if it holds no manifest at all.

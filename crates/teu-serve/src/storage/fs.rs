@@ -123,6 +123,25 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<Entry>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Whether `dir` holds an object at any depth (what [`walk`] would list first).
+fn any_file(dir: &Path) -> std::io::Result<bool> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let e = e?;
+        if e.file_name().to_string_lossy().starts_with(".tmp-") {
+            continue;
+        }
+        if !e.metadata()?.is_dir() || any_file(&e.path())? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Stream `range` of `f` from a blocking thread that reads one chunk ahead of the socket:
 /// reading from the page cache and writing to the socket overlap, each chunk is read
 /// straight into the buffer that is sent (tokio's `File` would copy it once more), and
@@ -243,6 +262,13 @@ impl Storage for FsStorage {
         })
         .await
         .map_err(StorageError::io(prefix))
+    }
+
+    async fn any_under(&self, prefix: &str) -> StorageResult<bool> {
+        let dir = self.path(prefix.trim_end_matches('/'));
+        blocking(move || any_file(&dir))
+            .await
+            .map_err(StorageError::io(prefix))
     }
 
     async fn read(&self, key: &str, range: Option<Range<u64>>) -> StorageResult<ByteStream> {

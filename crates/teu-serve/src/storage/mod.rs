@@ -88,6 +88,9 @@ pub trait Storage: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> StorageResult<()>;
     /// Every object under `prefix` (which ends with `/`), at any depth, in any order.
     async fn list(&self, prefix: &str) -> StorageResult<Vec<Entry>>;
+    /// Whether any object is under `prefix`: stops at the first, where [`Storage::list`]
+    /// would read a whole repository.
+    async fn any_under(&self, prefix: &str) -> StorageResult<bool>;
     /// Stream an object or a byte range of it (`NotFound` if it is missing).
     async fn read(&self, key: &str, range: Option<Range<u64>>) -> StorageResult<ByteStream>;
 

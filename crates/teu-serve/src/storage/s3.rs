@@ -223,6 +223,14 @@ impl Storage for S3Storage {
             .map_err(obj_err(prefix))
     }
 
+    async fn any_under(&self, prefix: &str) -> StorageResult<bool> {
+        let p = Path::from(prefix.trim_end_matches('/'));
+        match self.store.list(Some(&p)).next().await {
+            None => Ok(false),
+            Some(r) => r.map(|_| true).map_err(obj_err(prefix)),
+        }
+    }
+
     async fn read(&self, key: &str, range: Option<Range<u64>>) -> StorageResult<ByteStream> {
         let opts = GetOptions {
             range: range.map(GetRange::Bounded),
