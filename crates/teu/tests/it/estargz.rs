@@ -18,20 +18,6 @@ use teu_layer::estargz::{self, parse_footer, parse_toc_member, FOOTER_SIZE};
 use crate::common::registry::{Auth, Registry};
 use crate::common::*;
 
-/// Incompressible bytes, reproducible from `seed`.
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
 /// A tree with a file of three 4 MiB chunks (the default size), small files, an empty
 /// one, a symlink and a hard link; prefetching the server binary and the libraries.
 fn project(root: &Path) -> PathBuf {

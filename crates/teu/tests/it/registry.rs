@@ -7,18 +7,9 @@ use std::process::Command;
 use crate::common::registry::{blob_gets, mounts, uploads, Auth, FaultKind, Proxy, Registry};
 use crate::common::{digest, fails, ok, teu, tool};
 
-/// Incompressible bytes, reproducible from `seed`.
+/// Incompressible bytes, reproducible from `seed`, written to `path`.
 fn random_file(path: &Path, len: usize, seed: u64) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    crate::common::write(path, &v);
+    crate::common::write(path, &crate::common::random(len, seed));
 }
 
 struct Env {
