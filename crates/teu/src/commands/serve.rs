@@ -36,7 +36,8 @@ teu serve --listen 0.0.0.0:5000 --htpasswd users.htpasswd --anonymous-read \\\n 
 AWS_ENDPOINT_URL=http://127.0.0.1:8333 AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… \\\n      \
 teu serve --storage s3://registry/prod\n  \
 teu serve --config teu-serve.toml\n  \
-teu serve --config mirror.toml     # [[upstream]] name = \"docker.io\", url = \"https://registry-1.docker.io\"\n  \
+printf '[[upstream]]\\nname = \"docker.io\"\\nurl = \"https://registry-1.docker.io\"\\n' > mirror.toml\n  \
+teu serve --config mirror.toml     # a pull-through cache of Docker Hub (docs/serve.md)\n  \
 skopeo inspect --tls-verify=false docker://127.0.0.1:5000/docker.io/library/alpine:3.20\n  \
 teu serve gc --grace 24h --dry-run\n\n\
 Exit codes: 0 stopped by a signal, 1 failure (storage, TLS, port in use), 2 usage or config error."
