@@ -198,6 +198,30 @@ pub async fn manifest(
     }
 }
 
+/// A manifest request upstream with every manifest type in `Accept`; anything but 200
+/// is an error (404 its own kind, so callers can tell "gone" from "broken").
+async fn manifest_request(
+    r: &Route,
+    method: reqwest::Method,
+    reference: &str,
+) -> Result<reqwest::Response, FetchError> {
+    let what = method.to_string();
+    let resp =
+        r.up.send(
+            method,
+            &r.repo,
+            &format!("manifests/{reference}"),
+            Some(ACCEPT_ALL),
+            None,
+        )
+        .await?;
+    match resp.status().as_u16() {
+        200 => Ok(resp),
+        404 => Err(FetchError::NotFound),
+        s => Err(FetchError::Invalid(format!("upstream {what} answered {s}"))),
+    }
+}
+
 /// One HEAD listing every manifest type; the cached manifest if the digest is unchanged.
 async fn revalidate(
     app: &Arc<App>,
@@ -205,20 +229,7 @@ async fn revalidate(
     tag: &str,
     cached: &StoredManifest,
 ) -> Result<StoredManifest, FetchError> {
-    let resp =
-        r.up.send(
-            reqwest::Method::HEAD,
-            &r.repo,
-            &format!("manifests/{tag}"),
-            Some(ACCEPT_ALL),
-            None,
-        )
-        .await?;
-    match resp.status().as_u16() {
-        200 => {}
-        404 => return Err(FetchError::NotFound),
-        s => return Err(FetchError::Invalid(format!("upstream HEAD answered {s}"))),
-    }
+    let resp = manifest_request(r, reqwest::Method::HEAD, tag).await?;
     let now: Option<Digest> =
         header_str(&resp, "docker-content-digest").and_then(|d| d.parse().ok());
     match now {
@@ -236,20 +247,7 @@ async fn fetch_manifest(
     want: Option<&Digest>,
     tag: Option<&str>,
 ) -> Result<StoredManifest, FetchError> {
-    let resp =
-        r.up.send(
-            reqwest::Method::GET,
-            &r.repo,
-            &format!("manifests/{reference}"),
-            Some(ACCEPT_ALL),
-            None,
-        )
-        .await?;
-    match resp.status().as_u16() {
-        200 => {}
-        404 => return Err(FetchError::NotFound),
-        s => return Err(FetchError::Invalid(format!("upstream GET answered {s}"))),
-    }
+    let resp = manifest_request(r, reqwest::Method::GET, reference).await?;
     let announced: Option<Digest> =
         header_str(&resp, "docker-content-digest").and_then(|d| d.parse().ok());
     let content_type = header_str(&resp, "content-type")
